@@ -1,0 +1,6 @@
+"""``python -m wsol_lightning``: the same CLI as ``wsol`` and ``lightning``."""
+
+from wsol_lightning.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""``CAMVisualizer``: CAM overlays with GT and predicted boxes, every validation epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from wsol_lightning.data.batch import collate, unpad_boxes
+from wsol_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from wsol_lightning.models.components.cam import cam_to_boxes
+
+GT_COLOUR = (0, 255, 0)
+PRED_COLOUR = (255, 0, 0)
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """``[3, H, W]`` normalized tensor -> ``[H, W, 3]`` uint8 RGB."""
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    rgb = (image.detach().cpu().float() * std + mean).clamp(0, 1)
+    return (rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a normalized ``[H, W]`` map (JET colours) over an RGB image."""
+    heat = cv2.applyColorMap((np.nan_to_num(cam).clip(0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return (alpha * heat + (1 - alpha) * image).astype(np.uint8)
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    out = image.copy()
+    for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
+        cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), colour, 1)
+    return out
+
+
+def normalize_np(cam: np.ndarray) -> np.ndarray:
+    low, high = np.nanmin(cam), np.nanmax(cam)
+    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
+        return np.zeros_like(cam)
+    return (cam - low) / (high - low)
+
+
+class CAMVisualizer(pl.Callback):
+    """Logs a fixed set of validation images with their GT-class CAM, GT boxes and predicted box.
+
+    With a :class:`~pytorch_lightning.loggers.WandbLogger` the images go to W&B as
+    ``wandb.Image`` with box overlays (``val/cam``); the same PNGs (CAM overlay, GT boxes in green,
+    predicted box in red) are always written under ``<run dir>/cam_images/epoch_<n>/``.
+    The predicted box uses the threshold chosen on validation (``cam_threshold``; 0.5 before
+    the first validation epoch) and the largest contour.
+
+    Args:
+        num_images: number of validation images shown (the first ones of the split).
+        every_n_epochs: log every this many validation epochs.
+        upscale: integer upscaling of the saved PNGs (small images are hard to see).
+    """
+
+    def __init__(self, num_images: int = 8, every_n_epochs: int = 1, upscale: int = 4) -> None:
+        self.num_images = num_images
+        self.every_n_epochs = every_n_epochs
+        self.upscale = upscale
+
+    def _run_dir(self, trainer: pl.Trainer) -> Path:
+        for logger in trainer.loggers:
+            if logger.log_dir:
+                return Path(logger.log_dir)
+            save_dir = getattr(logger, "save_dir", None)
+            if save_dir:
+                return Path(save_dir)
+        return Path(trainer.default_root_dir)
+
+    def render(self, pl_module: Any, dataset: Any) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        """Render the overlays; returns the images and their box annotations."""
+        count = min(self.num_images, len(dataset))
+        batch = collate([dataset[i] for i in range(count)])
+        batch = {k: v.to(pl_module.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        _, cams = pl_module.evaluation_maps(batch)
+        threshold = pl_module.current_cam_threshold()
+        images, annotations = [], []
+        for i, gt in enumerate(unpad_boxes(batch["boxes"], batch["num_boxes"])):
+            cam = normalize_np(cams[i])
+            pred = cam_to_boxes(cam, threshold)
+            picture = overlay_cam(denormalize(batch["image"][i]), cam)
+            picture = draw_boxes(draw_boxes(picture, gt.cpu().numpy(), GT_COLOUR), pred, PRED_COLOUR)
+            images.append(picture)
+            annotations.append({"gt": gt.cpu().numpy(), "pred": pred, "label": int(batch["label"][i])})
+        return images, annotations
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs:
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "get_dataset"):
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        images, annotations = self.render(pl_module, datamodule.get_dataset("val"))
+        pl_module.train(was_training)
+        out_dir = self._run_dir(trainer) / "cam_images" / f"epoch_{trainer.current_epoch:03d}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for i, picture in enumerate(images):
+            big = cv2.resize(picture, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_NEAREST)
+            cv2.imwrite(str(out_dir / f"{i:03d}.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(
+                    key="val/cam",
+                    images=images,
+                    boxes=[_wandb_boxes(a) for a in annotations],
+                    caption=[f"label {a['label']}" for a in annotations],
+                )
+
+
+def _wandb_boxes(annotation: dict[str, Any]) -> dict[str, Any]:
+    def entries(boxes: np.ndarray, caption: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "position": {"minX": int(b[0]), "minY": int(b[1]), "maxX": int(b[2]), "maxY": int(b[3])},
+                "domain": "pixel",
+                "class_id": annotation["label"],
+                "box_caption": caption,
+            }
+            for b in np.asarray(boxes).reshape(-1, 4)
+        ]
+
+    labels = {annotation["label"]: f"class {annotation['label']}"}
+    return {
+        "ground_truth": {"box_data": entries(annotation["gt"], "GT"), "class_labels": labels},
+        "predictions": {"box_data": entries(annotation["pred"], "pred"), "class_labels": labels},
+    }

@@ -1,0 +1,80 @@
+"""The command line: ``wsol``, ``lightning`` and ``python -m wsol_lightning`` (one LightningCLI).
+
+``wsol fit --config experiments/acol.yaml`` trains, ``validate``/``test`` evaluate (``--ckpt_path``),
+``predict`` localizes. The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
+names such as ``CAM`` resolve once the package is imported); the data is always
+:class:`WSOLDataModule`, whose ``num_classes`` is linked into the model.
+
+Weights & Biases: when no API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry) and
+``WANDB_MODE`` is unset, runs are logged offline (``wandb sync`` uploads them later), so a run never
+waits for the network.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from pytorch_lightning.cli import LightningCLI, LightningArgumentParser  # noqa: E402
+
+from wsol_lightning import __version__  # noqa: E402
+from wsol_lightning.data import WSOLDataModule  # noqa: E402
+from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError  # noqa: E402
+from wsol_lightning.models import WSOLModule  # noqa: E402
+from wsol_lightning.models.components import PretrainedWeightsNotFoundError  # noqa: E402
+
+#: Errors caused by the user's data or configuration: printed as one message, no traceback.
+USER_ERRORS = (DatasetNotFoundError, MetadataError, PretrainedWeightsNotFoundError)
+
+
+def _wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc(os.path.expanduser("~/.netrc")).authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+    return auth is not None
+
+
+def configure_wandb_mode() -> str:
+    """Default ``WANDB_MODE`` to ``offline`` when no credentials exist; returns the mode in force."""
+    if "WANDB_MODE" not in os.environ and not _wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return os.environ.get("WANDB_MODE", "online")
+
+
+class WSOLCLI(LightningCLI):
+    """LightningCLI with the datamodule's ``num_classes`` linked into the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+
+def main(args: list[str] | None = None) -> WSOLCLI | None:
+    """Entry point of the console scripts; ``args`` defaults to ``sys.argv[1:]``."""
+    configure_wandb_mode()
+    try:
+        return WSOLCLI(
+            WSOLModule,
+            WSOLDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=False,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"version": __version__, "default_env": True},
+            args=args,
+        )
+    except USER_ERRORS as err:
+        prog = Path(sys.argv[0]).name if args is None else "wsol"
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""CUB-200-2011 in the wsolevaluation metadata layout or the original archive layout.
+
+Layouts (auto-detected, one ``INFO`` line says which was found):
+
+* **metadata** (wsolevaluation): ``<metadata>/{train,val,test}/{image_ids,class_labels,
+  image_sizes,localization}.txt`` with image ids relative to the image root
+  (``001.Black_footed_Albatross/....jpg``). The metadata folder is ``metadata_dir`` or the first
+  of ``<root>/metadata/CUB``, ``<root>/metadata``, ``<root>/../../metadata/CUB`` (the
+  wsolevaluation checkout: ``dataset/CUB`` next to ``metadata/CUB``). Images are looked up in
+  ``<root>``, ``<root>/images`` and ``<root>/CUB_200_2011/images``, so the original archive's
+  images work with it. ``val`` is CUBV2 (1,000 separate Flickr images) and must be downloaded.
+* **original** archive ``CUB_200_2011/``: ``images.txt``, ``image_class_labels.txt``,
+  ``train_test_split.txt``, ``bounding_boxes.txt`` (x, y, w, h), ``classes.txt``, ``images/``.
+  Boxes become wsolevaluation's ``(x, y, min(x + w, W - 1), min(y + h, H - 1))``.
+  This layout has **no val split** (CUBV2 is not in the archive). Fallback rule: ``val`` =
+  :data:`FALLBACK_VAL_PER_CLASS` seeded images per class held out of CUB train, and removed from
+  ``train`` so the splits stay disjoint (``test`` is untouched). A warning says that this val
+  is not wsolevaluation's, so numbers chosen on it are not comparable to published ones.
+
+Classes: 200, index = 3-digit folder prefix - 1 (the metadata's labels).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, file_signature
+from wsol_lightning.data.datasets.indexed import (
+    IndexedImageDataset,
+    fit_boxes_to_images,
+    holdout_per_class,
+    require_files,
+    subsample_per_class,
+)
+from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 200
+FALLBACK_VAL_PER_CLASS = 5
+ORIGINAL_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
+HOW_TO = (
+    "Prepare CUB either as the original archive (extract CUB_200_2011.tgz and point root at CUB_200_2011/) "
+    "or in the wsolevaluation layout (root = the image folder with 001.Black_footed_Albatross/..., metadata from "
+    "github.com/clovaai/wsolevaluation metadata/CUB, passed as metadata_dir or placed at <root>/metadata/CUB); "
+    "the val split (CUBV2) is downloaded separately, see the wsolevaluation README."
+)
+
+
+def _metadata_candidates(root: Path, metadata_dir: str | Path | None) -> list[Path]:
+    if metadata_dir is not None:
+        base = Path(metadata_dir)
+        return [base, base / "CUB"]
+    return [root / "metadata" / "CUB", root / "metadata", root.parent.parent / "metadata" / "CUB"]
+
+
+def _original_candidates(root: Path) -> list[Path]:
+    return [root, root / "CUB_200_2011"]
+
+
+def _image_root_for(root: Path, first_id: str | None) -> Path:
+    candidates = [root, root / "images", root / "CUB_200_2011" / "images"]
+    for candidate in candidates:
+        if first_id is not None and (candidate / first_id).is_file():
+            return candidate
+    return root
+
+
+def _class_names_from_ids(image_ids, labels: np.ndarray) -> list[str]:
+    names = [str(c) for c in range(NUM_CLASSES)]
+    for image_id, label in zip(image_ids, labels):
+        folder = image_id.split("/")[0]
+        if "/" in image_id:
+            names[int(label)] = folder.split(".", 1)[-1]
+    return names
+
+
+def _read_table(path: Path, num_fields: int) -> list[tuple[int, list[str]]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != num_fields:
+                raise MetadataError(
+                    path, line_number, f"expected {num_fields} space-separated fields, got {len(fields)}"
+                )
+            rows.append((line_number, fields))
+    return rows
+
+
+def _build_original_index(base: Path) -> SplitIndex:
+    """All 11,788 images; ``groups`` holds ``is_train`` (1 train, 0 test)."""
+    rows = {
+        name: _read_table(base / name, n)
+        for name, n in (
+            ("images.txt", 2),
+            ("image_class_labels.txt", 2),
+            ("train_test_split.txt", 2),
+            ("bounding_boxes.txt", 5),
+        )
+    }
+    paths: dict[str, str] = {}
+    for _, (key, rel) in rows["images.txt"]:
+        paths[key] = rel
+    order = list(paths)
+    position = {key: i for i, key in enumerate(order)}
+
+    def row_of(name: str, line_number: int, key: str) -> int:
+        if key not in position:
+            raise MetadataError(base / name, line_number, f"image id {key} is not in images.txt")
+        return position[key]
+
+    labels = np.full(len(order), -1, np.int64)
+    for line_number, (key, cls) in rows["image_class_labels.txt"]:
+        label = int(cls) - 1 if cls.isdigit() else -1
+        if not 0 <= label < NUM_CLASSES:
+            raise MetadataError(
+                base / "image_class_labels.txt",
+                line_number,
+                f"class id {cls} out of range [1, {NUM_CLASSES}]",
+            )
+        labels[row_of("image_class_labels.txt", line_number, key)] = label
+    is_train = np.full(len(order), -1, np.int64)
+    for line_number, (key, flag) in rows["train_test_split.txt"]:
+        if flag not in ("0", "1"):
+            raise MetadataError(
+                base / "train_test_split.txt", line_number, f"is_training_image must be 0 or 1, got {flag!r}"
+            )
+        is_train[row_of("train_test_split.txt", line_number, key)] = int(flag)
+    boxes: list[list[list[int]]] = [[] for _ in order]
+    for line_number, (key, *xywh) in rows["bounding_boxes.txt"]:
+        try:
+            x, y, w, h = (int(float(v)) for v in xywh)
+        except ValueError:
+            raise MetadataError(base / "bounding_boxes.txt", line_number, f"non-numeric box {xywh}") from None
+        boxes[row_of("bounding_boxes.txt", line_number, key)].append([x, y, x + w, y + h])
+    for name, values in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
+        if (values < 0).any():
+            missing = order[int(np.flatnonzero(values < 0)[0])]
+            raise MetadataError(base / name, 0, f"image id {missing} of images.txt has no line")
+    image_paths = [paths[k] for k in order]
+    image_root = base / "images"
+    require_files("CUB", image_root, image_paths, HOW_TO)
+    sizes = fit_boxes_to_images("CUB", "all", image_root, image_paths, boxes, None, far_edge_rule=True)
+    return SplitIndex.build(image_paths, labels, sizes, boxes, groups=is_train)
+
+
+def build_cub(
+    root: str | Path | None,
+    split: str,
+    resize_size: int,
+    crop_size: int,
+    seed: int,
+    metadata_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    num_val_sample_per_class: int = 0,
+) -> IndexedImageDataset:
+    """One CUB split (see the module docstring for the layouts and the val rule).
+
+    Args:
+        root: image root (metadata layout) or ``CUB_200_2011`` folder (original layout).
+        split: ``train``, ``val`` or ``test``.
+        resize_size: training resize side.
+        crop_size: training crop and evaluation side.
+        seed: seed of the val hold-out (original layout) and of the val subsampling.
+        metadata_dir: wsolevaluation ``metadata/CUB`` folder (default: searched next to ``root``).
+        cache_dir: index cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
+        num_val_sample_per_class: keep at most this many val images per class (0: all).
+    """
+    if root is None or not Path(root).is_dir():
+        raise DatasetNotFoundError("CUB", root, [root if root is not None else "<root not set>"], HOW_TO)
+    root = Path(root)
+    cache = IndexCache(cache_dir, root)
+    metadata = next(
+        (
+            c
+            for c in _metadata_candidates(root, metadata_dir)
+            if (c / "train").is_dir() or (c / split).is_dir()
+        ),
+        None,
+    )
+    original = next((c for c in _original_candidates(root) if (c / "images.txt").is_file()), None)
+
+    if metadata is not None:
+        split_dir = metadata / split
+        check_split_dir("CUB", root, split_dir, localization_required=split != "train", how_to=HOW_TO)
+        first_id = (split_dir / "image_ids.txt").read_text(encoding="utf-8").split("\n", 1)[0].strip() or None
+        image_root = _image_root_for(root, first_id)
+        log.info(
+            "CUB %s: wsolevaluation metadata layout (metadata %s, images %s)", split, split_dir, image_root
+        )
+        key = {
+            "dataset": "cub",
+            "layout": "metadata",
+            "split": split,
+            "image_root": str(image_root.resolve()),
+            "files": metadata_signature(split_dir),
+        }
+        index = cache.load_or_build(
+            key,
+            lambda: build_metadata_index("CUB", split, image_root, split_dir, NUM_CLASSES, "boxes", HOW_TO),
+        )
+        names = _class_names_from_ids(index.image_paths, index.labels)
+    elif original is not None:
+        missing = [original / f for f in ORIGINAL_FILES if not (original / f).is_file()]
+        if missing:
+            raise DatasetNotFoundError("CUB", root, missing, HOW_TO)
+        image_root = original / "images"
+        log.info(
+            "CUB %s: original CUB_200_2011 archive layout at %s (no CUBV2 val: see the fallback rule)",
+            split,
+            original,
+        )
+        key = {
+            "dataset": "cub",
+            "layout": "original",
+            "split": "all",
+            "files": file_signature(original / f for f in ORIGINAL_FILES),
+        }
+        everything = cache.load_or_build(key, lambda: _build_original_index(original))
+        train_rows = everything.groups == 1
+        held_out = holdout_per_class(everything.labels, train_rows, FALLBACK_VAL_PER_CLASS, seed)
+        rows = {"train": train_rows & ~held_out, "val": held_out, "test": everything.groups == 0}[split]
+        if split == "val":
+            warnings.warn(
+                f"CUB original layout has no val split (CUBV2); val = {FALLBACK_VAL_PER_CLASS} images per class held "
+                f"out of train with seed {seed} (not wsolevaluation's val; thresholds/HPs chosen on it are not "
+                "comparable to published ones)",
+                stacklevel=2,
+            )
+        index = everything.subset(np.flatnonzero(rows))
+        names = _original_class_names(original)
+    else:
+        looked_for = [c / "train" / "image_ids.txt" for c in _metadata_candidates(root, metadata_dir)]
+        looked_for += [c / "images.txt" for c in _original_candidates(root)]
+        raise DatasetNotFoundError("CUB", root, looked_for, HOW_TO)
+
+    if split == "val":
+        index = subsample_per_class(index, num_val_sample_per_class, seed)
+    return IndexedImageDataset(index, image_root, split, resize_size, crop_size, NUM_CLASSES, names)
+
+
+def _original_class_names(base: Path) -> list[str]:
+    names = [str(c) for c in range(NUM_CLASSES)]
+    classes = base / "classes.txt"
+    if classes.is_file():
+        for _, (number, name) in _read_table(classes, 2):
+            if number.isdigit() and 1 <= int(number) <= NUM_CLASSES:
+                names[int(number) - 1] = name.split(".", 1)[-1]
+    return names
+
+
+__all__ = ["FALLBACK_VAL_PER_CLASS", "NUM_CLASSES", "build_cub"]

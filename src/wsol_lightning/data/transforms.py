@@ -1,0 +1,103 @@
+"""albumentations pipelines that carry boxes and masks (wsolevaluation recipe).
+
+* Training: resize to ``resize_size`` x ``resize_size`` (square, aspect ratio not kept), random
+  crop ``crop_size``, horizontal flip, normalize. Boxes are carried by albumentations (they feed
+  only visualisation: the training loss is image-level).
+* Evaluation: resize to ``crop_size`` x ``crop_size``, no crop. GT boxes are rescaled exactly as the
+  reference evaluation does, ``x' = floor(x * crop_size / W)``, independent of albumentations'
+  continuous box convention, so MaxBoxAcc is comparable to published numbers.
+
+Boxes are inclusive pixel coordinates throughout the package; albumentations' ``pascal_voc``
+boxes are continuous, so training boxes travel as ``[x0, y0, x1 + 1, y1 + 1)``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Tolerance (pixels) of the float32 round-off in albumentations' box coordinates.
+BOX_SNAP = 1e-3
+
+
+def build_transform(
+    train: bool,
+    resize_size: int,
+    crop_size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> A.Compose:
+    """The training or evaluation pipeline (see the module docstring)."""
+    if train:
+        geometric = [
+            A.Resize(resize_size, resize_size),
+            A.RandomCrop(crop_size, crop_size),
+            A.HorizontalFlip(p=0.5),
+        ]
+    else:
+        geometric = [A.Resize(crop_size, crop_size)]
+    return A.Compose(
+        [*geometric, A.Normalize(mean=mean, std=std)],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0),
+    )
+
+
+def rescale_boxes_like_reference(boxes: np.ndarray, orig_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """Rescale inclusive boxes from the original frame: ``floor(x * W_out / W)`` (wsolevaluation)."""
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    h, w = orig_hw
+    oh, ow = out_hw
+    out = np.empty_like(boxes)
+    out[:, [0, 2]] = boxes[:, [0, 2]] * ow // w
+    out[:, [1, 3]] = boxes[:, [1, 3]] * oh // h
+    return out
+
+
+def apply_transform(
+    transform: A.Compose,
+    train: bool,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    masks: dict[str, np.ndarray],
+) -> tuple[torch.Tensor, np.ndarray, dict[str, torch.Tensor]]:
+    """Apply a pipeline to an image, its inclusive boxes and its masks.
+
+    Returns the CHW float image tensor, inclusive int64 boxes in the output frame, and the
+    transformed masks as uint8 tensors (nearest-neighbour resampling).
+    """
+    h, w = image.shape[:2]
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    mask_names = list(masks)
+    continuous = boxes.astype(np.float32).copy()
+    continuous[:, 2:] += 1
+    continuous[:, [0, 2]] = continuous[:, [0, 2]].clip(0, w)
+    continuous[:, [1, 3]] = continuous[:, [1, 3]].clip(0, h)
+    out: dict[str, Any] = transform(
+        image=image,
+        bboxes=continuous if train else np.zeros((0, 4), np.float32),
+        box_ids=np.arange(len(boxes)) if train else np.zeros(0, np.int64),
+        masks=[masks[k] for k in mask_names],
+    )
+    out_image = torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1)))
+    oh, ow = out_image.shape[1:]
+    if train:
+        # albumentations round-trips boxes through float32 normalized coordinates (6.0 comes back as
+        # 6.0000002), so snap within BOX_SNAP of an integer before floor / ceil.
+        tb = np.asarray(out["bboxes"], dtype=np.float64).reshape(-1, 4)
+        new_boxes = np.stack(
+            [np.floor(tb[:, 0] + BOX_SNAP), np.floor(tb[:, 1] + BOX_SNAP),
+             np.ceil(tb[:, 2] - BOX_SNAP) - 1, np.ceil(tb[:, 3] - BOX_SNAP) - 1], axis=1
+        ).astype(np.int64)
+        new_boxes = new_boxes[(new_boxes[:, 2] >= new_boxes[:, 0]) & (new_boxes[:, 3] >= new_boxes[:, 1])]
+    else:
+        new_boxes = rescale_boxes_like_reference(boxes, (h, w), (oh, ow))
+    out_masks = {k: torch.from_numpy(np.ascontiguousarray(m)).to(torch.uint8) for k, m in zip(mask_names, out["masks"])}
+    return out_image, new_boxes, out_masks

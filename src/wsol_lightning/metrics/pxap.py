@@ -1,0 +1,84 @@
+"""PxAP, the pixel-wise average precision of wsolevaluation's ``MaskEvaluator`` (issue 2, definition 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from wsol_lightning.metrics.functional import as_numpy_float64, normalize_cam, pxap_bin_edges
+
+
+class PxAP(Metric):
+    """Pixel average precision of normalized maps against object masks, in percent.
+
+    Scores (per-map min-max normalized, float64) of object and background pixels are histogrammed
+    over the edges ``np.append(np.arange(0, 1, interval), [1, 2, 3])`` (bin ``i`` holds
+    ``edges[i] <= s < edges[i + 1]``; the last bin is closed) and summed over the dataset. From
+    the top bin down, ``tp`` and ``fp`` are cumulative counts; precision ``tp / (tp + fp)``,
+    recall ``tp / #object pixels``; ``PxAP = 100 * sum_i precision_i * (recall_i - recall_{i-1})``
+    over ``i >= 1`` with ``tp_i + fp_i > 0``.
+
+    States: ``positive_hist`` and ``negative_hist`` int64 ``[len(edges) - 1]``, summed across
+    processes. ``compute()`` raises ``RuntimeError`` when no object pixel was seen (which
+    includes no image at all).
+
+    Args:
+        cam_curve_interval: width of the histogram bins below 1.
+        kwargs: torchmetrics ``Metric`` options.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 100.0
+
+    positive_hist: torch.Tensor
+    negative_hist: torch.Tensor
+
+    def __init__(self, cam_curve_interval: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cam_curve_interval = float(cam_curve_interval)
+        self.edges = pxap_bin_edges(self.cam_curve_interval)
+        n_bins = len(self.edges) - 1
+        self.add_state("positive_hist", torch.zeros(n_bins, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("negative_hist", torch.zeros(n_bins, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _histogram(self, scores: np.ndarray) -> torch.Tensor:
+        # Normalized scores lie in [0, 1], so every score falls in a half-open bin.
+        bins = np.searchsorted(self.edges, scores, side="right") - 1
+        counts = np.bincount(bins, minlength=len(self.edges) - 1)
+        return torch.from_numpy(counts.astype(np.int64)).to(self.positive_hist.device)
+
+    def update(self, cams: torch.Tensor, masks: torch.Tensor) -> None:
+        """Accumulate a batch.
+
+        Args:
+            cams: raw localization maps ``[N, H, W]`` at the mask size (normalized per map inside).
+            masks: uint8 ``[N, H, W]``: 1 object, 0 background, anything else (255) ignored.
+        """
+        scores = normalize_cam(as_numpy_float64(cams))
+        labels = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+        if scores.ndim != 3 or labels.shape != scores.shape:
+            raise ValueError(f"cams [N, H, W] and masks must have one shape, got {scores.shape} and {labels.shape}")
+        self.positive_hist += self._histogram(scores[labels == 1])
+        self.negative_hist += self._histogram(scores[labels == 0])
+
+    def compute(self) -> torch.Tensor:
+        """PxAP in percent (0-dim float64)."""
+        positive = self.positive_hist.cpu().numpy().astype(np.float64)
+        negative = self.negative_hist.cpu().numpy().astype(np.float64)
+        n_positive = positive.sum()
+        if n_positive == 0:
+            raise RuntimeError("PxAP needs at least one object pixel (mask value 1); none was seen")
+        tp = np.cumsum(positive[::-1])
+        fp = np.cumsum(negative[::-1])
+        predicted = tp + fp
+        valid = predicted > 0
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=valid)
+        recall = tp / n_positive
+        average_precision = (precision[1:] * np.diff(recall))[valid[1:]].sum() * 100
+        return torch.tensor(average_precision, dtype=torch.float64, device=self.positive_hist.device)

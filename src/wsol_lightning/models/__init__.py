@@ -1,0 +1,32 @@
+"""WSOL methods, one folder per paper, all on :class:`WSOLModule`."""
+
+from __future__ import annotations
+
+from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.acol import ACoL
+from wsol_lightning.models.adl import ADL
+from wsol_lightning.models.cam import CAM
+from wsol_lightning.models.danet import DANet
+from wsol_lightning.models.i2c import I2C
+from wsol_lightning.models.icl import ICL
+from wsol_lightning.models.mcis import MCIS
+from wsol_lightning.models.spa import SPA
+
+_MODELS: dict[str, type[WSOLModule]] = {"acol": ACoL, "adl": ADL, "cam": CAM, "danet": DANet, "i2c": I2C, "icl": ICL, "mcis": MCIS, "spa": SPA}
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return sorted(_MODELS)
+
+
+def get_model(name: str, **kwargs: object) -> WSOLModule:
+    """Instantiate a method by its folder name (``"cam"``, ``"acol"``, ...)."""
+    try:
+        cls = _MODELS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+    return cls(**kwargs)
+
+
+__all__ = ["ACoL", "ADL", "CAM", "DANet", "I2C", "ICL", "MCIS", "SPA", "WSOLModule", "available_models", "get_model"]

@@ -1,0 +1,12 @@
+"""ACoL: Adversarial Complementary Learning for Weakly Supervised Object Localization (Zhang et al., CVPR 2018)."""
+
+from wsol_lightning.models.acol.lightning_model import ACoL
+from wsol_lightning.models.acol.torch_model import (
+    ACoLClassifier,
+    ACoLNet,
+    ACoLOutput,
+    erase_mask,
+    fused_localization_map,
+)
+
+__all__ = ["ACoL", "ACoLClassifier", "ACoLNet", "ACoLOutput", "erase_mask", "fused_localization_map"]

@@ -1,0 +1,79 @@
+"""ACoL LightningModule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from wsol_lightning.models.acol.loss import acol_losses
+from wsol_lightning.models.acol.torch_model import ACoLNet, VGGPooling
+from wsol_lightning.models.base import WSOLModule
+
+
+class ACoL(WSOLModule):
+    """Adversarial Complementary Learning (Zhang et al., CVPR 2018).
+
+    Training erases with A's map of the GT class; ``L = CE(A) + CE(B)``. Evaluation: logits from
+    A; the map of class ``c`` is ``max(norm(M^A_c), norm(M^B_c))`` with B erased by A's map of
+    ``c``. The shared evaluation passes the GT class (GT-known, MaxBoxAccV2; Top-1 Loc counts only
+    images whose top-1 class is the GT class, so the map is that of the predicted class); predict
+    passes A's top-1 class.
+
+    Args:
+        erase_threshold: ``delta`` in (0, 1] (paper / official scripts 0.6; wsolevaluation 0.7).
+        erasing: ``False`` disables the erasing (ablation: B sees the full feature).
+        feature_smoothing: 3x3/s1 average pool on the backbone feature; ``None``: VGG16 only.
+        vgg_pooling: ``"acol"`` (ACoL's 3x3 max-pools and the stride-1 pool after conv5_3, both code
+            bases) or ``"torchvision"`` (the CAM backbone's 2x2 pools); VGG16 only.
+        bias_lr_multiplier: extra learning-rate factor of bias parameters in both groups (official
+            ACoL: 2, i.e. backbone biases 2x lr and head biases 20x lr; wsolevaluation: 1).
+        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
+    """
+
+    def __init__(
+        self,
+        erase_threshold: float = 0.6,
+        erasing: bool = True,
+        feature_smoothing: bool | None = None,
+        vgg_pooling: VGGPooling = "acol",
+        bias_lr_multiplier: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        if bias_lr_multiplier <= 0:
+            raise ValueError(f"bias_lr_multiplier must be positive, got {bias_lr_multiplier}")
+        super().__init__(**kwargs)
+
+    def build_model(self) -> ACoLNet:
+        hp = self.hparams
+        return ACoLNet(
+            hp.backbone,
+            hp.num_classes,
+            hp.pretrained,
+            hp.large_feature_map,
+            erase_threshold=hp.erase_threshold,
+            erasing=hp.erasing,
+            feature_smoothing=hp.feature_smoothing,
+            vgg_pooling=hp.vgg_pooling,
+        )
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return acol_losses(self.model(batch["image"], batch["label"]), batch["label"])
+
+    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.localization_maps(images, classes)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The base's two groups, each split into weights and biases (biases at ``bias_lr_multiplier``)."""
+        groups = super().parameter_groups()
+        multiplier = self.hparams.bias_lr_multiplier
+        if multiplier == 1.0:
+            return groups
+        bias_ids = {id(p) for name, p in self.model.named_parameters() if name.endswith(".bias")}
+        split = []
+        for group in groups:
+            weights = [p for p in group["params"] if id(p) not in bias_ids]
+            biases = [p for p in group["params"] if id(p) in bias_ids]
+            split.append({**group, "params": weights})
+            split.append({**group, "params": biases, "lr": group["lr"] * multiplier, "name": f"{group['name']}_bias"})
+        return [g for g in split if g["params"]]

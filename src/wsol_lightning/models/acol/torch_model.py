@@ -1,0 +1,166 @@
+"""ACoL network: one backbone, two adversarial complementary classifiers (Zhang et al., CVPR 2018).
+
+Shapes (batch ``B``, classes ``C``, map side ``h``: 14 at 224 px, 28 with ``large_feature_map``):
+backbone feature ``F [B, K, h, w]`` -> head A class maps ``M^A [B, C, h, w]``, logits = spatial
+mean; head A's min-max normalized map of class ``y`` thresholded at ``delta`` gives the erase mask
+``E [B, 1, h, w]``; head B sees ``F`` with the erased positions zeroed and gives ``M^B``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from wsol_lightning.models.components import build_backbone, gather_class_maps, global_average
+from wsol_lightning.models.components.cam import minmax_normalize
+
+VGGPooling = Literal["acol", "torchvision"]
+
+
+class ACoLOutput(NamedTuple):
+    logits: torch.Tensor  # [B, C] classifier A (the classification output)
+    logits_erased: torch.Tensor  # [B, C] classifier B (on the erased feature)
+    class_maps: torch.Tensor  # [B, C, h, w] M^A
+    class_maps_erased: torch.Tensor  # [B, C, h, w] M^B
+    erase_mask: torch.Tensor  # [B, 1, h, w] bool, True where the feature fed to B was zeroed
+    classes: torch.Tensor  # [B] the class whose A-map drove the erasing
+
+
+class ACoLClassifier(nn.Module):
+    """Class-map head (ACoL §3): Conv3x3(K->1024)+ReLU, Conv3x3(1024->1024)+ReLU, Conv1x1(1024->C).
+
+    The 1x1 conv before GAP *is* the CAM (GAP and a linear layer commute, ACoL §3.1), so the class
+    maps come out of the forward pass and the logits are their spatial mean.
+
+    Args:
+        in_channels: channels of the backbone feature.
+        num_classes: number of classes.
+        init: ``"xavier"`` (official ACoL code; wsolevaluation's VGG/Inception) or ``"he"``
+            (wsolevaluation's ResNet), biases zero.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, init: Literal["xavier", "he"] = "xavier") -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, 1024, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(1024, 1024, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(1024, num_classes, 1),
+        )
+        for conv in self.layers:
+            if isinstance(conv, nn.Conv2d):
+                if init == "xavier":
+                    nn.init.xavier_uniform_(conv.weight)
+                else:
+                    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Class maps ``[B, C, h, w]``."""
+        return self.layers(features)
+
+
+def erase_mask(class_maps: torch.Tensor, classes: torch.Tensor, erase_threshold: float) -> torch.Tensor:
+    """Positions to erase for classifier B: ``norm(M^A_y) >= delta``, bool ``[B, 1, h, w]`` (ACoL §3.2).
+
+    ``norm`` is the per-map min-max normalization (a constant map becomes zeros, so nothing is
+    erased instead of NaN); computed in float32 on detached maps, so no gradient reaches A through
+    the mask.
+    """
+    attention = minmax_normalize(gather_class_maps(class_maps, classes).detach().float())
+    return (attention >= erase_threshold).unsqueeze(1)
+
+
+def fused_localization_map(class_maps: torch.Tensor, class_maps_erased: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """ACoL's map of class ``classes[b]``: ``max(norm(M^A_c), norm(M^B_c))``, float32 ``[B, h, w]`` in [0, 1].
+
+    Each branch is min-max normalized separately first, then fused by the element-wise max.
+    """
+    map_a = minmax_normalize(gather_class_maps(class_maps, classes).float())
+    map_b = minmax_normalize(gather_class_maps(class_maps_erased, classes).float())
+    return torch.maximum(map_a, map_b)
+
+
+class ACoLNet(nn.Module):
+    """Backbone, optional 3x3 average smoothing, classifiers A and B with adversarial erasing.
+
+    ``forward(images, labels)`` erases with A's map of ``labels`` (the GT class in training; at
+    evaluation the class being localized); ``labels=None`` uses A's top-1 class.
+
+    Args:
+        backbone: backbone name (``vgg16``, ``resnet50``, ``inception_v3``, ``resnet18``).
+        num_classes: number of classes.
+        pretrained: load cached ImageNet weights.
+        large_feature_map: 28x28 maps at 224 px (the original ACoL VGG) instead of 14x14
+            (wsolevaluation).
+        erase_threshold: ``delta`` in (0, 1]: positions whose normalized A-map is ``>= delta`` are
+            erased (paper / official scripts 0.6; wsolevaluation default 0.7).
+        erasing: ``False`` feeds B the unerased feature (ablation: two plain classifiers).
+        feature_smoothing: 3x3/s1/p1 average pool on the backbone feature; ``None``: on for VGG16
+            only, as in both the official code and wsolevaluation.
+        vgg_pooling: VGG16 only (ignored otherwise). ``"acol"``: the max-pools of ACoL's VGG in
+            both code bases: pool1-pool3 3x3/s2/p1, pool4 3x3/s2/p1 (14x14) or 3x3/s1/p1 (28x28),
+            and an extra 3x3/s1/p1 max-pool after conv5_3. ``"torchvision"``: the shared CAM
+            backbone's 2x2 pools.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        pretrained: bool = False,
+        large_feature_map: bool = False,
+        erase_threshold: float = 0.6,
+        erasing: bool = True,
+        feature_smoothing: bool | None = None,
+        vgg_pooling: VGGPooling = "acol",
+    ) -> None:
+        super().__init__()
+        if not 0.0 < erase_threshold <= 1.0:
+            raise ValueError(f"erase_threshold must be in (0, 1], got {erase_threshold}")
+        if vgg_pooling not in ("acol", "torchvision"):
+            raise ValueError(f"vgg_pooling must be 'acol' or 'torchvision', got {vgg_pooling!r}")
+        self.erase_threshold = erase_threshold
+        self.erasing = erasing
+        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        if backbone == "vgg16" and vgg_pooling == "acol":
+            self._use_acol_vgg_pools(large_feature_map)
+        if feature_smoothing is None:
+            feature_smoothing = backbone == "vgg16"
+        self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
+        channels = self.backbone.out_channels
+        init = "he" if backbone.startswith("resnet") else "xavier"
+        self.classifier = ACoLClassifier(channels, num_classes, init)
+        self.classifier_erased = ACoLClassifier(channels, num_classes, init)
+
+    def _use_acol_vgg_pools(self, large_feature_map: bool) -> None:
+        units = self.backbone.units
+        for name in ("pool1", "pool2", "pool3", "pool4"):
+            if name in units:
+                units[name] = nn.MaxPool2d(3, stride=2, padding=1)
+        stride_one_after = ["conv4", "conv5"] if large_feature_map else ["conv5"]
+        self.backbone.insert_after(stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The shared feature map ``F`` both classifiers read."""
+        return self.smoothing(self.backbone(images))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> ACoLOutput:
+        features = self.features(images)
+        maps = self.classifier(features)
+        logits = global_average(maps)
+        classes = logits.argmax(dim=1) if labels is None else labels
+        if self.erasing:
+            mask = erase_mask(maps, classes, self.erase_threshold)
+        else:
+            mask = torch.zeros_like(features[:, :1], dtype=torch.bool)
+        maps_erased = self.classifier_erased(features.masked_fill(mask, 0.0))
+        return ACoLOutput(logits, global_average(maps_erased), maps, maps_erased, mask, classes)
+
+    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A's logits and the fused map of ``classes[b]`` (B erased with A's map of that class)."""
+        out = self(images, classes)
+        return out.logits, fused_localization_map(out.class_maps, out.class_maps_erased, classes)

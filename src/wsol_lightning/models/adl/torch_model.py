@@ -1,0 +1,81 @@
+"""ADL network: the CAM network with attention-based dropout layers inserted (Choe & Shim, CVPR 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.components.adl import AttentionBasedDropout, DrawMode
+
+#: Position name for "after the neck" (the last 1024-channel conv of the VGG/Inception heads).
+NECK_POSITION = "neck"
+
+#: wsolevaluation's insertion points (ADL note §3), as backbone unit names.
+DEFAULT_ADL_POSITIONS: dict[str, tuple[str, ...]] = {
+    # after pool3, after conv4_3 (before pool4), after conv5_3 (14x14 and 28x28 alike)
+    "vgg16": ("pool3", "conv4", "conv5"),
+    # after layer3 block 0, layer4 block 0 and layer4's last block (= official TF "31 41 5")
+    "resnet50": ("layer3_0", "layer4_0", "layer4_2"),
+    "resnet18": ("layer3_0", "layer4_0", "layer4_1"),
+    # after Mixed_5d (before the extra 14x14 pool), Mixed_6e, and the 2nd added 1024-ch conv
+    "inception_v3": ("Mixed_5d", "Mixed_6e", NECK_POSITION),
+}
+
+
+class ADLNet(CAMNet):
+    """CAM network (backbone -> neck -> GAP -> linear) with ADL after the named units.
+
+    ADL is parameter-free, so inserting it after loading the pretrained weights keeps every weight
+    where it was (no index shift, ADL note pitfall 4). For InceptionV3 the neck's dropout layers
+    are removed, as in wsolevaluation's ``InceptionAdl``. At evaluation every ADL is the identity
+    and the map is the plain CAM.
+
+    Args:
+        backbone: backbone name.
+        num_classes: number of classes.
+        pretrained: load cached ImageNet weights.
+        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
+        adl_positions: backbone unit names (``backbone.unit_names``) after which ADL is inserted,
+            plus ``"neck"`` for after the neck; ``None`` uses :data:`DEFAULT_ADL_POSITIONS`.
+        drop_rate: probability of the drop mask (vs the importance map).
+        drop_threshold: ``gamma`` of the drop mask.
+        draw: ``"batch"`` (official) or ``"sample"``; see :class:`AttentionBasedDropout`.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        pretrained: bool = False,
+        large_feature_map: bool = False,
+        adl_positions: Sequence[str] | None = None,
+        drop_rate: float = 0.75,
+        drop_threshold: float = 0.9,
+        draw: DrawMode = "batch",
+    ) -> None:
+        super().__init__(backbone, num_classes, pretrained, large_feature_map)
+        positions = list(DEFAULT_ADL_POSITIONS[backbone] if adl_positions is None else adl_positions)
+        if not positions:
+            raise ValueError("adl_positions is empty; name at least one backbone unit or 'neck'")
+        unknown = set(positions) - set(self.backbone.unit_names) - {NECK_POSITION}
+        if unknown:
+            raise ValueError(
+                f"adl_positions has unknown units {sorted(unknown)}; {backbone} "
+                f"(large_feature_map={large_feature_map}) has {self.backbone.unit_names} and {NECK_POSITION!r}"
+            )
+
+        def make_adl(_unit: str = "", _channels: int = 0) -> AttentionBasedDropout:
+            return AttentionBasedDropout(drop_rate, drop_threshold, draw)
+
+        self.backbone.insert_after([p for p in positions if p != NECK_POSITION], make_adl)
+        if isinstance(self.neck, nn.Sequential):
+            self.neck = nn.Sequential(*[m for m in self.neck if not isinstance(m, nn.Dropout)])
+        if NECK_POSITION in positions:
+            self.neck = nn.Sequential(self.neck, make_adl())
+
+    @property
+    def adl_layers(self) -> list[AttentionBasedDropout]:
+        """Every inserted ADL, in forward order."""
+        return [m for m in self.modules() if isinstance(m, AttentionBasedDropout)]

@@ -1,0 +1,277 @@
+"""``WSOLModule``: the base LightningModule every method inherits.
+
+A method implements three things: :meth:`WSOLModule.build_model` (its pure-torch network),
+:meth:`WSOLModule.training_losses` (its paper's losses) and, when its localization map is not the
+plain CAM of its classifier, :meth:`WSOLModule.localization_maps`. Everything else is shared so
+every method is measured identically:
+
+* evaluation (val/test): classification top-1/top-5; the GT-class map resized to the evaluated
+  image with the reference's float64 bicubic (:func:`wsol_lightning.metrics.resize_cam`), fed to
+  MaxBoxAccV2, GT-known Loc, Top-1 Loc, Top-5 Loc (and PxAP where masks exist). Top-1 Loc counts
+  an image when its top-1 class is right *and* the box of that class's map hits; when the top-1
+  class is right it *is* the GT class, so the GT-class map is the predicted class's map and one
+  map per image serves every metric (the same holds for Top-5 Loc).
+* the CAM threshold chosen on validation (GT-known's optimum) is kept in the ``cam_threshold``
+  buffer, so it travels in checkpoints to ``predict``.
+* on datasets that know the discriminative part (synthetic), the part-focus diagnostics of
+  :mod:`wsol_lightning.diagnostics` are logged too (``part_peak_share``, ``gt_box_coverage``).
+* optimizer: SGD (Nesterov) or Adam with the papers' two learning-rate groups: pretrained
+  backbone at ``lr``, new layers (and units the backbone marks, e.g. ResNet's layer4 as in
+  wsolevaluation) at ``lr * head_lr_multiplier``; optional step decay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from wsol_lightning.data.batch import unpad_boxes
+from wsol_lightning.diagnostics import PartFocus
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopOneLoc, resize_cam
+
+
+class WSOLModule(pl.LightningModule):
+    """Shared evaluation, optimizer and logging for WSOL methods.
+
+    Args:
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        backbone: ``vgg16``, ``resnet50``, ``inception_v3`` or ``resnet18`` (CPU runs).
+        pretrained: load torchvision ImageNet weights (must be cached locally).
+        large_feature_map: 28x28 instead of 14x14 maps at 224 px (wsolevaluation option).
+        optimizer: ``sgd`` (momentum, Nesterov, as the papers) or ``adam``.
+        lr: learning rate of the pretrained backbone.
+        head_lr_multiplier: learning-rate factor of the new layers (papers: 10).
+        weight_decay: L2 weight decay.
+        momentum: SGD momentum.
+        lr_decay_epochs: multiply the learning rates by ``lr_decay_factor`` every this many
+            epochs (``None``: constant learning rate).
+        lr_decay_factor: step-decay factor.
+        cam_curve_interval: CAM threshold step of the box metrics (wsolevaluation: 0.01 in its
+            CLI, 0.001 in its training code).
+        iou_thresholds: IoU thresholds (percent) averaged by MaxBoxAccV2.
+        multi_contour: MaxBoxAccV2 boxes from every contour (V2) or the largest only.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 8,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        large_feature_map: bool = False,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 0.01,
+        head_lr_multiplier: float = 10.0,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        lr_decay_epochs: int | None = None,
+        lr_decay_factor: float = 0.1,
+        cam_curve_interval: float = 0.01,
+        iou_thresholds: tuple[int, ...] = (30, 50, 70),
+        multi_contour: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+        self.model = self.build_model()
+        self.register_buffer("cam_threshold", torch.tensor(float("nan"), dtype=torch.float64))
+        self.val_metrics = self._build_metrics()
+        self.test_metrics = self._build_metrics()
+        self.val_pxap = PxAP(cam_curve_interval)
+        self.test_pxap = PxAP(cam_curve_interval)
+        self.val_accuracy = self._build_accuracy()
+        self.test_accuracy = self._build_accuracy()
+        self.val_part_focus = PartFocus()
+        self.test_part_focus = PartFocus()
+
+    # -- what a method implements ---------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """Return the method's pure-torch network (read settings from ``self.hparams``)."""
+        raise NotImplementedError
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Return the method's losses for a training batch; the total is their sum.
+
+        Each entry is logged as ``train/<name>``; weights belong inside the entries.
+        """
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Classification logits ``[B, C]``."""
+        return self.model(images).logits
+
+    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, C]`` and the raw localization map of ``classes[b]`` for image ``b`` ``[B, h, w]``.
+
+        The default is the CAM of a network whose output has ``logits`` and ``features`` and which
+        offers ``class_maps(features, classes)``.
+        """
+        out = self.model(images)
+        return out.logits, self.model.class_maps(out.features, classes)
+
+    # -- metrics --------------------------------------------------------------------------
+    def _build_metrics(self) -> MetricCollection:
+        hp = self.hparams
+        return MetricCollection(
+            {
+                "maxboxacc_v2": MaxBoxAccV2(
+                    iou_thresholds=tuple(hp.iou_thresholds),
+                    cam_curve_interval=hp.cam_curve_interval,
+                    multi_contour=hp.multi_contour,
+                ),
+                "gt_known_loc": GTKnownLoc(cam_curve_interval=hp.cam_curve_interval),
+                "top1_loc": TopOneLoc(cam_curve_interval=hp.cam_curve_interval),
+                "top5_loc": TopOneLoc(cam_curve_interval=hp.cam_curve_interval),
+            },
+            compute_groups=False,
+        )
+
+    def _build_accuracy(self) -> MetricCollection:
+        top5 = min(5, self.num_classes)
+        return MetricCollection(
+            {
+                "cls_top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro"),
+                f"cls_top{top5}": MulticlassAccuracy(self.num_classes, top_k=top5, average="micro"),
+            }
+        )
+
+    # -- training -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.training_losses(batch)
+        total = torch.stack(list(losses.values())).sum()
+        batch_size = batch["image"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach(), batch_size=batch_size)
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=batch_size)
+        return total
+
+    # -- evaluation -----------------------------------------------------------------------
+    def current_cam_threshold(self) -> float:
+        """The CAM threshold chosen on validation (0.5 before the first validation epoch)."""
+        value = float(self.cam_threshold)
+        return 0.5 if value != value else value
+
+    @torch.no_grad()
+    def evaluation_maps(self, batch: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits and GT-class maps resized to the evaluated image size (float64 numpy ``[B, H, W]``)."""
+        images = batch["image"]
+        logits, maps = self.localization_maps(images, batch["label"])
+        height, width = images.shape[-2:]
+        resized = resize_cam(maps.detach().float().cpu().numpy().astype(np.float64), (height, width))
+        return logits, resized
+
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
+        pxap = self.val_pxap if stage == "val" else self.test_pxap
+        labels = batch["label"]
+        logits, cams = self.evaluation_maps(batch)
+        accuracy.update(logits, labels)
+        cams_t = torch.from_numpy(cams)
+        boxes = [b.cpu() for b in unpad_boxes(batch["boxes"], batch["num_boxes"])]
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 = (top5[:, 0] == labels).cpu()
+        correct5 = (top5 == labels[:, None]).any(dim=1).cpu()
+        metrics["maxboxacc_v2"].update(cams_t, boxes)
+        metrics["gt_known_loc"].update(cams_t, boxes)
+        metrics["top1_loc"].update(cams_t, boxes, correct1)
+        metrics["top5_loc"].update(cams_t, boxes, correct5)
+        if "mask" in batch:
+            pxap.update(cams_t, batch["mask"].cpu())
+            self._has_masks = True
+        if "part_mask" in batch:
+            part_focus = self.val_part_focus if stage == "val" else self.test_part_focus
+            part_focus.update(cams_t, batch["part_mask"].cpu(), boxes, self.current_cam_threshold())
+            self._has_parts = True
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def _evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
+        pxap = self.val_pxap if stage == "val" else self.test_pxap
+        values = {f"{stage}/{k}": v for k, v in accuracy.compute().items()}
+        values.update({f"{stage}/{k}": v for k, v in metrics.compute().items()})
+        box_metric: MaxBoxAccV2 = metrics["maxboxacc_v2"]
+        for iou, (acc, _threshold) in box_metric.compute_per_iou().items():
+            values[f"{stage}/maxboxacc_iou{iou}"] = torch.as_tensor(acc)
+        if getattr(self, "_has_masks", False):
+            values[f"{stage}/pxap"] = pxap.compute()
+        part_focus = self.val_part_focus if stage == "val" else self.test_part_focus
+        if getattr(self, "_has_parts", False):
+            values.update({f"{stage}/{k}": v for k, v in part_focus.compute().items()})
+        if stage == "val" and not self.trainer.sanity_checking:
+            self.cam_threshold.fill_(float(metrics["gt_known_loc"].best_threshold()))
+        values = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
+        shown = {f"{stage}/{k}" for k in ("maxboxacc_v2", "top1_loc", "cls_top1")}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        metrics.reset()
+        accuracy.reset()
+        pxap.reset()
+        part_focus.reset()
+        self._has_masks = self._has_parts = False
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    # -- prediction -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Top-1 class, its score and its localization map (normalized, at the image size)."""
+        images = batch["image"]
+        logits = self(images)
+        classes = logits.argmax(dim=1)
+        _, maps = self.localization_maps(images, classes)
+        resized = resize_cam(maps.detach().float().cpu().numpy().astype(np.float64), tuple(images.shape[-2:]))
+        return {
+            "image_id": batch["image_id"],
+            "class": classes.cpu(),
+            "score": F.softmax(logits, dim=1).gather(1, classes[:, None]).squeeze(1).cpu(),
+            "cam": torch.from_numpy(resized),
+        }
+
+    # -- optimization ---------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Backbone parameters at ``lr``; new layers and head-lr backbone units at the multiplier."""
+        hp = self.hparams
+        backbone = getattr(self.model, "backbone", None)
+        base_names: set[str] = set()
+        if backbone is not None:
+            head_units = backbone.head_lr_parameter_names()
+            base_names = {
+                f"backbone.{n}" for n, _ in backbone.named_parameters() if n not in head_units and "_inserted" not in n
+            }
+        base, head = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (base if name in base_names else head).append(param)
+        groups = [{"params": base, "lr": hp.lr, "name": "backbone"}]
+        groups.append({"params": head, "lr": hp.lr * hp.head_lr_multiplier, "name": "head"})
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        groups = self.parameter_groups()
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=True)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if not hp.lr_decay_epochs:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.lr_decay_epochs, gamma=hp.lr_decay_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

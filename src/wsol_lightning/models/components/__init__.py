@@ -1,0 +1,20 @@
+"""Building blocks shared by every method: backbones, heads, CAM utilities."""
+
+from wsol_lightning.models.components.backbones import (
+    BACKBONES,
+    Backbone,
+    PretrainedWeightsNotFoundError,
+    build_backbone,
+)
+from wsol_lightning.models.components.heads import CAMClassifier, build_cam_neck, gather_class_maps, global_average
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "CAMClassifier",
+    "PretrainedWeightsNotFoundError",
+    "build_backbone",
+    "build_cam_neck",
+    "gather_class_maps",
+    "global_average",
+]

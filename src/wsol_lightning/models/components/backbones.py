@@ -1,0 +1,246 @@
+"""Backbones with the wsolevaluation modifications (Choe et al., CVPR 2020, §4 of the CAM note).
+
+Every backbone is a :class:`Backbone`: an ordered sequence of named *units* (a stem, a block, a
+pool) so methods can insert layers after chosen units (ADL, ICL), read intermediate features
+(SPA, DANet) or run the tail on a modified feature map. Feature-map side at input 224:
+
+============ =========== ========================= ======================================
+name         channels    14x14 (default)           ``large_feature_map=True`` (28x28)
+============ =========== ========================= ======================================
+vgg16        512         pool5 removed             pool4 and pool5 removed
+resnet50     2048        layer4 stride 1           layer3 and layer4 stride 1
+inception_v3 768         stem padded, Mixed_6a s1  extra pool after Mixed_5d skipped
+resnet18     512         layer4 stride 1           layer3 and layer4 stride 1 (CPU runs)
+============ =========== ========================= ======================================
+
+``pretrained=True`` loads torchvision's ImageNet weights from the torch hub cache and never
+downloads: when the file is missing the error says where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import models as tvm
+
+BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18")
+
+
+class PretrainedWeightsNotFoundError(FileNotFoundError):
+    """ImageNet weights requested but not in the local torch hub cache."""
+
+
+class Backbone(nn.Module):
+    """A feature extractor made of named units run in order.
+
+    Attributes:
+        units: the ordered units (``nn.ModuleDict`` keeps insertion order).
+        out_channels: channels of the last unit's output.
+        unit_channels: output channels of every unit.
+        head_lr_units: units trained at the head learning rate (wsolevaluation puts ResNet's
+            layer4 there).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        units: OrderedDict[str, nn.Module],
+        unit_channels: dict[str, int],
+        head_lr_units: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.units = nn.ModuleDict(units)
+        self.unit_channels = dict(unit_channels)
+        self.out_channels = unit_channels[next(reversed(units))]
+        self.head_lr_units = tuple(head_lr_units)
+
+    @property
+    def unit_names(self) -> list[str]:
+        return list(self.units.keys())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.units.values():
+            x = unit(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor, taps: Iterable[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run every unit; also return the outputs of the units named in ``taps``."""
+        wanted = set(taps)
+        unknown = wanted - set(self.units)
+        if unknown:
+            raise KeyError(f"unknown backbone units {sorted(unknown)}; {self.name} has {self.unit_names}")
+        tapped: dict[str, torch.Tensor] = {}
+        for name, unit in self.units.items():
+            x = unit(x)
+            if name in wanted:
+                tapped[name] = x
+        return x, tapped
+
+    def insert_after(self, positions: Iterable[str], factory: Callable[[str, int], nn.Module]) -> list[str]:
+        """Insert ``factory(unit_name, channels)`` after each named unit; returns the new unit names."""
+        positions = list(positions)
+        unknown = set(positions) - set(self.units)
+        if unknown:
+            raise KeyError(f"cannot insert after unknown units {sorted(unknown)}; {self.name} has {self.unit_names}")
+        new_units: OrderedDict[str, nn.Module] = OrderedDict()
+        inserted = []
+        for name, unit in self.units.items():
+            new_units[name] = unit
+            if name in positions:
+                extra = f"{name}_inserted"
+                new_units[extra] = factory(name, self.unit_channels[name])
+                self.unit_channels[extra] = self.unit_channels[name]
+                inserted.append(extra)
+        self.units = nn.ModuleDict(new_units)
+        return inserted
+
+    def run_from(self, x: torch.Tensor, after: str) -> torch.Tensor:
+        """Run the units that follow unit ``after`` on ``x``."""
+        names = self.unit_names
+        for name in names[names.index(after) + 1 :]:
+            x = self.units[name](x)
+        return x
+
+    def head_lr_parameter_names(self) -> set[str]:
+        return {f"units.{u}.{n}" for u in self.head_lr_units for n, _ in self.units[u].named_parameters()}
+
+
+# -- pretrained weights ------------------------------------------------------------------------
+def _load_cached_state_dict(weights: tvm.WeightsEnum) -> dict[str, torch.Tensor]:
+    """torchvision weights from the hub cache; a clear error instead of a download."""
+    filename = os.path.basename(weights.url)
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not cache.is_file():
+        raise PretrainedWeightsNotFoundError(
+            f"pretrained: true needs the torchvision ImageNet weights {filename}, which are not cached at {cache} "
+            f"and cannot be downloaded here. Download {weights.url} on a machine with network access and copy it "
+            f"to {cache} (or set TORCH_HOME so that <TORCH_HOME>/hub/checkpoints/{filename} exists), "
+            "or set pretrained: false."
+        )
+    return torch.load(cache, map_location="cpu", weights_only=True)
+
+
+# -- VGG16 -----------------------------------------------------------------------------------
+_VGG16_BLOCKS = [(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)]
+
+
+def _vgg16(pretrained: bool, large_feature_map: bool) -> Backbone:
+    """VGG16 conv layers; pool5 removed (and pool4 for 28x28 maps)."""
+    net = tvm.vgg16()
+    if pretrained:
+        net.load_state_dict(_load_cached_state_dict(tvm.VGG16_Weights.IMAGENET1K_V1))
+    layers = list(net.features.children())
+    units: OrderedDict[str, nn.Module] = OrderedDict()
+    channels: dict[str, int] = {}
+    i = 0
+    for block, (n_conv, ch) in enumerate(_VGG16_BLOCKS, start=1):
+        units[f"conv{block}"] = nn.Sequential(*layers[i : i + 2 * n_conv])
+        channels[f"conv{block}"] = ch
+        i += 2 * n_conv
+        keep_pool = block <= 3 or (block == 4 and not large_feature_map)
+        if keep_pool:
+            units[f"pool{block}"] = layers[i]
+            channels[f"pool{block}"] = ch
+        i += 1
+    return Backbone("vgg16", units, channels)
+
+
+# -- ResNet ----------------------------------------------------------------------------------
+def _set_first_block_stride_one(layer: nn.Sequential) -> None:
+    block = layer[0]
+    conv = block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1
+    conv.stride = (1, 1)
+    if block.downsample is not None:
+        block.downsample[0].stride = (1, 1)
+
+
+def _resnet(name: str, pretrained: bool, large_feature_map: bool) -> Backbone:
+    """ResNet with layer4 stride 1 (and layer3 for 28x28); layer4 in the head lr group."""
+    builder, weights = {
+        "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1),
+        "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+    }[name]
+    net = builder()
+    if pretrained:
+        net.load_state_dict(_load_cached_state_dict(weights))
+    _set_first_block_stride_one(net.layer4)
+    if large_feature_map:
+        _set_first_block_stride_one(net.layer3)
+    units: OrderedDict[str, nn.Module] = OrderedDict(stem=nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool))
+    expansion = 4 if name == "resnet50" else 1
+    channels = {"stem": 64}
+    head_units = []
+    for li, width in zip(range(1, 5), (64, 128, 256, 512)):
+        layer = getattr(net, f"layer{li}")
+        for bi, block in enumerate(layer):
+            unit = f"layer{li}_{bi}"
+            units[unit] = block
+            channels[unit] = width * expansion
+            if li == 4:
+                head_units.append(unit)
+    return Backbone(name, units, channels, head_lr_units=head_units)
+
+
+# -- InceptionV3 -----------------------------------------------------------------------------
+class _InceptionBStrideOne(nn.Module):
+    """torchvision's Mixed_6a (InceptionB) with stride 1 and padding 1 in its strided branches."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.branch3x3 = block.branch3x3
+        self.branch3x3dbl_1 = block.branch3x3dbl_1
+        self.branch3x3dbl_2 = block.branch3x3dbl_2
+        self.branch3x3dbl_3 = block.branch3x3dbl_3
+        for conv in (self.branch3x3.conv, self.branch3x3dbl_3.conv):
+            conv.stride = (1, 1)
+            conv.padding = (1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch3x3 = self.branch3x3(x)
+        dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        return torch.cat([branch3x3, dbl, pool], 1)
+
+
+def _inception_v3(pretrained: bool, large_feature_map: bool) -> Backbone:
+    """InceptionV3 up to Mixed_6e with the wsolevaluation stem padding and stride-1 Mixed_6a."""
+    net = tvm.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    if pretrained:
+        net.load_state_dict(_load_cached_state_dict(tvm.Inception_V3_Weights.IMAGENET1K_V1))
+    net.Conv2d_1a_3x3.conv.padding = (1, 1)
+    units: OrderedDict[str, nn.Module] = OrderedDict()
+    units["stem1"] = nn.Sequential(
+        net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+    )
+    units["stem2"] = nn.Sequential(net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, nn.MaxPool2d(3, 2, padding=1, ceil_mode=True))
+    channels = {"stem1": 64, "stem2": 192}
+    for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
+        units[name] = getattr(net, name)
+    channels.update(Mixed_5b=256, Mixed_5c=288, Mixed_5d=288)
+    if not large_feature_map:
+        units["pool5d"] = nn.MaxPool2d(3, 2, ceil_mode=True)
+        channels["pool5d"] = 288
+    units["Mixed_6a"] = _InceptionBStrideOne(net.Mixed_6a)
+    channels["Mixed_6a"] = 768
+    for name in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+        units[name] = getattr(net, name)
+        channels[name] = 768
+    return Backbone("inception_v3", units, channels)
+
+
+def build_backbone(name: str, pretrained: bool = False, large_feature_map: bool = False) -> Backbone:
+    """Build a backbone by name (one of :data:`BACKBONES`)."""
+    if name == "vgg16":
+        return _vgg16(pretrained, large_feature_map)
+    if name in ("resnet50", "resnet18"):
+        return _resnet(name, pretrained, large_feature_map)
+    if name == "inception_v3":
+        return _inception_v3(pretrained, large_feature_map)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

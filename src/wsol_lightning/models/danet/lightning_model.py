@@ -1,0 +1,187 @@
+"""DANet LightningModule: HDA + DDA losses, fused localization maps, per-level accuracy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from wsol_lightning.hierarchy import ClassHierarchy, load_hierarchy
+from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.danet.loss import (
+    hierarchical_cross_entropy,
+    official_cosine_loss,
+    per_level_cosine_loss,
+)
+from wsol_lightning.models.danet.torch_model import DANetNet
+
+
+class DANet(WSOLModule):
+    """Divergent activation (Xue et al., ICCV 2019): hierarchical (HDA) and discrepant (DDA).
+
+    Loss ``L = sum_l w CE(s^l, y^l) + alpha L_cos`` (note §3); localization map = per-pixel average
+    of the levels' class maps of the image's class and its ancestors (note §4).
+
+    Args:
+        hierarchy: class hierarchy: a shipped name (``cub``, ``ilsvrc``, ``synthetic``,
+            ``synthetic:<classes>:<groups>``) or a CSV file; its finest level must have ``num_classes``.
+        levels: hierarchy levels to use, coarsest first, the finest included (``None``: all).
+        hda: hierarchical divergent activation; ``False`` keeps the finest level only.
+        dda: discrepant divergent activation: the cosine loss over the GT class's K maps.
+        num_maps: K, maps per class (paper/VGG: 8; official InceptionV3: 4).
+        level_units: backbone unit per used level, coarsest first (``None``: the note's units).
+        head_widths: hidden width of every level's head (``None``: the official widths).
+        level_loss_weight: weight of each level's cross-entropy (official: 0.5).
+        cosine_weight: alpha, weight of the cosine loss (official script: 0.01).
+        cosine_form: ``official`` (pairs of a random subset of maps drawn across levels) or
+            ``per_level`` (all pairs of the K maps within each level).
+        num_selected_maps: maps drawn by the official form (``None``: ``floor(L*K/2)``).
+        relu_maps: average ReLU'd maps for localization (official evaluation) instead of raw maps.
+        consistent_level_predictions: rank a coarse level's classes by their best descendant
+            finest class (ancestors of the predicted class) instead of the level's own logits
+            (official, independent arg-sort); affects the per-level accuracies only.
+        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
+    """
+
+    def __init__(
+        self,
+        hierarchy: str = "synthetic",
+        levels: list[str] | None = None,
+        hda: bool = True,
+        dda: bool = True,
+        num_maps: int = 8,
+        level_units: list[str] | None = None,
+        head_widths: list[int] | None = None,
+        level_loss_weight: float = 0.5,
+        cosine_weight: float = 0.01,
+        cosine_form: Literal["official", "per_level"] = "official",
+        num_selected_maps: int | None = None,
+        relu_maps: bool = True,
+        consistent_level_predictions: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if cosine_form not in ("official", "per_level"):
+            raise ValueError(f"cosine_form must be 'official' or 'per_level', got {cosine_form!r}")
+        super().__init__(**kwargs)
+        self.val_level_accuracy = self._build_level_accuracy()
+        self.test_level_accuracy = self._build_level_accuracy()
+        self._level_logits: tuple[torch.Tensor, ...] = ()
+
+    # -- network --------------------------------------------------------------------------
+    def _resolve_hierarchy(self) -> ClassHierarchy:
+        hp = self.hparams
+        hierarchy = load_hierarchy(hp.hierarchy)
+        hierarchy.check_num_classes(hp.num_classes, "num_classes (model.init_args.num_classes)")
+        if not hp.hda:
+            if hp.levels is not None and len(hp.levels) > 1:
+                raise ValueError(f"hda: false uses the finest level only, but levels is {hp.levels}")
+            return hierarchy.select_levels([hierarchy.level_names[-1]])
+        return hierarchy if hp.levels is None else hierarchy.select_levels(hp.levels)
+
+    def build_model(self) -> DANetNet:
+        hp = self.hparams
+        self.hierarchy = self._resolve_hierarchy()
+        if hp.dda and hp.cosine_form == "per_level" and hp.num_maps < 2:
+            raise ValueError(f"dda with cosine_form 'per_level' needs num_maps >= 2, got {hp.num_maps}")
+        total_maps = self.hierarchy.num_levels * hp.num_maps
+        selected = total_maps // 2 if hp.num_selected_maps is None else hp.num_selected_maps
+        if hp.dda and hp.cosine_form == "official" and not 2 <= selected <= total_maps:
+            raise ValueError(
+                f"dda with cosine_form 'official' draws num_selected_maps={selected} of the {total_maps} maps "
+                f"(levels x num_maps); it needs 2 <= num_selected_maps <= {total_maps}: raise num_maps or set dda: false"
+            )
+        return DANetNet(
+            hp.backbone,
+            self.hierarchy,
+            num_maps=hp.num_maps,
+            level_units=hp.level_units,
+            head_widths=hp.head_widths,
+            pretrained=hp.pretrained,
+            large_feature_map=hp.large_feature_map,
+        )
+
+    # -- training -------------------------------------------------------------------------
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        out = self.model(batch["image"])
+        level_labels = self.model.level_labels(batch["label"])
+        cross_entropies = hierarchical_cross_entropy(out.level_logits, level_labels, hp.level_loss_weight)
+        losses = {f"ce_level{k}": ce for k, ce in enumerate(cross_entropies)}
+        if hp.dda:
+            batch_index = torch.arange(batch["label"].shape[0], device=batch["label"].device)
+            gt_maps = [maps[batch_index, labels] for maps, labels in zip(out.level_maps, level_labels)]
+            if hp.cosine_form == "official":
+                cosine = official_cosine_loss(gt_maps, hp.num_selected_maps)
+            else:
+                cosine = per_level_cosine_loss(gt_maps)
+            losses["cosine"] = hp.cosine_weight * cosine
+        return losses
+
+    # -- evaluation -----------------------------------------------------------------------
+    def localization_maps(
+        self, images: torch.Tensor, classes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Finest logits and the fused map of ``classes[b]`` and its ancestors (note §4)."""
+        out = self.model(images)
+        self._level_logits = out.level_logits
+        return out.logits, self.model.fused_maps(out.level_maps, classes, relu=self.hparams.relu_maps)
+
+    def level_scores(self, level_logits: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """Per-level class scores used for the per-level accuracies, coarsest first.
+
+        Independent (official): each level's own logits. Consistent: a class's score is the best
+        finest-level logit among its descendants, so the top-1 is the ancestor of the top-1 class.
+        """
+        if not self.hparams.consistent_level_predictions:
+            return list(level_logits)
+        fine = level_logits[-1].float()
+        scores = []
+        for logits, ancestors in zip(level_logits, self.model.ancestors):
+            index = ancestors.expand(fine.shape[0], -1)
+            empty = torch.full((fine.shape[0], logits.shape[1]), float("-inf"), device=fine.device)
+            scores.append(empty.scatter_reduce(1, index, fine, reduce="amax", include_self=True))
+        return scores
+
+    def _build_level_accuracy(self) -> nn.ModuleList:
+        collections = []
+        for size in self.hierarchy.level_sizes:
+            top_k = min(5, size)
+            collections.append(
+                MetricCollection(
+                    {
+                        "top1": MulticlassAccuracy(size, top_k=1, average="micro"),
+                        f"top{top_k}": MulticlassAccuracy(size, top_k=top_k, average="micro"),
+                    }
+                )
+            )
+        return nn.ModuleList(collections)
+
+    def _update_level_accuracy(self, accuracies: nn.ModuleList, labels: torch.Tensor) -> None:
+        level_labels = self.model.level_labels(labels)
+        for accuracy, scores, target in zip(accuracies, self.level_scores(self._level_logits), level_labels):
+            accuracy.update(scores.detach(), target)
+
+    def _log_level_accuracy(self, accuracies: nn.ModuleList, stage: str) -> None:
+        for level, accuracy in enumerate(accuracies):
+            values = {f"{stage}/level{level}_{k}": v for k, v in accuracy.compute().items()}
+            self.log_dict({k: v.float() for k, v in values.items()})
+            accuracy.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self._update_level_accuracy(self.val_level_accuracy, batch["label"])
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        self._update_level_accuracy(self.test_level_accuracy, batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_level_accuracy(self.val_level_accuracy, "val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_level_accuracy(self.test_level_accuracy, "test")

@@ -1,0 +1,194 @@
+"""I2C network: a CAM classifier whose backbone features also feed a class-centroid bank.
+
+Zhang, Wei, Yang, "Inter-Image Communication for Weakly Supervised Localization" (ECCV 2020).
+Inference is the plain CAM; the seeds, the pair losses and the bank only act in training.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from wsol_lightning.models.components import CAMClassifier, build_backbone, build_cam_neck, global_average
+
+
+class I2COutput(NamedTuple):
+    logits: torch.Tensor  # [B, C]
+    class_maps: torch.Tensor  # [B, C, h, w]
+    seed_features: torch.Tensor  # [B, D, h, w] backbone features the object seeds are read from
+
+
+class I2CHead(nn.Module):
+    """The official code's head: dropout, two 3x3 convs (width, ReLU), dropout, 1x1 class conv.
+
+    Logits are the spatial mean of the class maps (``cls_fc6``-``cls_fc8``, Xavier init).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 1024, dropout: float = 0.5) -> None:
+        super().__init__()
+        convs = [nn.Conv2d(in_channels, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)]
+        classifier = nn.Conv2d(width, num_classes, 1)
+        for conv in (*convs, classifier):
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.layers = nn.Sequential(
+            nn.Dropout(dropout), convs[0], nn.ReLU(inplace=True), nn.Dropout(dropout), convs[1],
+            nn.ReLU(inplace=True), nn.Dropout(dropout), classifier,
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = self.layers(features)
+        return global_average(maps), maps
+
+
+class CAMHead(nn.Module):
+    """The shared wsolevaluation neck + GAP-linear classifier (the CAM baseline's head)."""
+
+    def __init__(self, backbone: str, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.neck, channels = build_cam_neck(backbone, in_channels)
+        self.classifier = CAMClassifier(channels, num_classes)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.neck(features)
+        return self.classifier(features), self.classifier.class_maps(features)
+
+
+class CentroidBank(nn.Module):
+    """Per-class running centroids of object seed vectors (I2C's global memory).
+
+    Buffers (in the state dict, hence in checkpoints): ``centroids [C, D]`` (zeros until a class is
+    first seen; the official code starts from ``randn``, which is never used here because the first
+    visit overwrites it and the GC loss skips unseen classes) and ``visit_count [C]`` (steps in which
+    the class appeared; ``visit_count > 0`` is the seen mask).
+
+    Update (no grad): the batch centres of one class are averaged (scatter-mean over every pair of the
+    class in the batch, summed over DDP ranks by an all-reduce so every rank applies the same update),
+    then ``G_y <- (1 - eta) G_y + eta * c_y`` with ``eta = exp(-momentum_decay * visit_count_y)``
+    (official code: 0.002; ``eta = 1`` on the first visit) and ``visit_count_y += 1``.
+
+    Args:
+        num_classes: number of classes.
+        dim: seed vector dimension.
+        momentum_decay: the rate of the moving-average schedule.
+    """
+
+    def __init__(self, num_classes: int, dim: int, momentum_decay: float = 0.002) -> None:
+        super().__init__()
+        if momentum_decay < 0:
+            raise ValueError(f"centroid_momentum_decay must be >= 0, got {momentum_decay}")
+        self.momentum_decay = momentum_decay
+        self.register_buffer("centroids", torch.zeros(num_classes, dim))
+        self.register_buffer("visit_count", torch.zeros(num_classes, dtype=torch.long))
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """Bool ``[C]``: classes that have been updated at least once."""
+        return self.visit_count > 0
+
+    @torch.no_grad()
+    def update(self, classes: torch.Tensor, centres: torch.Tensor) -> None:
+        """Moving-average update from batch centres ``[K, D]`` of classes ``[K]`` (may repeat, may be empty).
+
+        Under ``torch.distributed`` every rank must call this each step (it all-reduces).
+        """
+        num_classes, dim = self.centroids.shape
+        sums = torch.zeros(num_classes, dim + 1, device=self.centroids.device, dtype=torch.float32)
+        sums[:, :dim].index_add_(0, classes, centres.detach().float())
+        sums[:, dim].index_add_(0, classes, torch.ones_like(classes, dtype=torch.float32))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(sums)
+        present = sums[:, dim] > 0
+        batch_mean = sums[present, :dim] / sums[present, dim : dim + 1]
+        eta = torch.exp(-self.momentum_decay * self.visit_count[present].float())[:, None]
+        self.centroids[present] = (1 - eta) * self.centroids[present] + eta * batch_mean
+        self.visit_count[present] += 1
+
+
+class I2CNet(nn.Module):
+    """Backbone -> head (class maps, logits), with the backbone features exposed for the seeds.
+
+    Args:
+        backbone: backbone name (see :mod:`wsol_lightning.models.components.backbones`).
+        num_classes: number of classes.
+        pretrained: load cached ImageNet weights.
+        large_feature_map: 28x28 instead of 14x14 maps at 224 px (the I2C code uses 28x28).
+        head: ``i2c`` (the official code's 3-layer head) or ``cam`` (the shared CAM neck + GAP-linear,
+            so that only the I2C losses differ from the CAM baseline).
+        head_width: channels of the ``i2c`` head's 3x3 convs (official: 1024).
+        head_dropout: dropout of the ``i2c`` head (official: 0.5).
+        centroid_momentum_decay: see :class:`CentroidBank`.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        pretrained: bool = False,
+        large_feature_map: bool = False,
+        head: Literal["i2c", "cam"] = "i2c",
+        head_width: int = 1024,
+        head_dropout: float = 0.5,
+        centroid_momentum_decay: float = 0.002,
+    ) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        channels = self.backbone.out_channels
+        if head == "i2c":
+            self.head: nn.Module = I2CHead(channels, num_classes, head_width, head_dropout)
+        elif head == "cam":
+            self.head = CAMHead(backbone, channels, num_classes)
+        else:
+            raise ValueError(f"head must be 'i2c' or 'cam', got {head!r}")
+        self.centroid_bank = CentroidBank(num_classes, channels, centroid_momentum_decay)
+
+    def forward(self, images: torch.Tensor) -> I2COutput:
+        features = self.backbone(images)
+        logits, maps = self.head(features)
+        return I2COutput(logits, maps, features)
+
+
+def select_object_seeds(
+    attention: torch.Tensor,
+    num_seeds: int,
+    threshold: float = 0.7,
+    sampling: Literal["random", "raster"] = "random",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Flat positions ``[B, S]`` of ``num_seeds`` object seeds per map of ``attention [B, h, w]``.
+
+    Object positions are ``attention > threshold`` (maps min-max normalized to [0, 1]; the paper's
+    0.7). ``random``: distinct positions drawn uniformly among them (the paper's stochastic seeds);
+    ``raster``: the first ones in raster order (the official C++ op). When fewer than ``num_seeds``
+    positions pass they are reused cyclically; when none pass (a constant map) the peak positions
+    are used.
+    """
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    flat = attention.detach().flatten(1).float()
+    mask = flat > threshold
+    empty = ~mask.any(dim=1, keepdim=True)
+    mask = torch.where(empty, flat >= flat.amax(dim=1, keepdim=True), mask)
+    positions = flat.shape[1]
+    if sampling == "random":
+        keys = torch.rand(flat.shape, device=flat.device, generator=generator)
+    elif sampling == "raster":
+        keys = 1.0 - torch.arange(positions, device=flat.device, dtype=torch.float32) / positions
+        keys = keys.expand_as(flat)
+    else:
+        raise ValueError(f"seed_sampling must be 'random' or 'raster', got {sampling!r}")
+    # object positions first (keys in [0, 1]), ordered by key; the rest after (keys below 0)
+    order = torch.where(mask, keys, keys - 2.0).argsort(dim=1, descending=True)
+    count = mask.sum(dim=1, keepdim=True)
+    slot = torch.arange(num_seeds, device=flat.device)[None, :] % count
+    return order.gather(1, slot)
+
+
+def gather_seed_vectors(features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Feature vectors ``[B, S, D]`` of ``features [B, D, h, w]`` at flat ``positions [B, S]``."""
+    flat = features.flatten(2)
+    return flat.gather(2, positions[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+

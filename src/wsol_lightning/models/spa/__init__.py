@@ -1,0 +1,26 @@
+"""SPA: Unveiling the Potential of Structure Preserving for WSOL (Pan et al., CVPR 2021)."""
+
+from wsol_lightning.models.spa.boxes import UnionBoxGTKnownLoc, inclusive_iou, union_boxes
+from wsol_lightning.models.spa.lightning_model import SPA
+from wsol_lightning.models.spa.loss import restricted_activation_loss, restricted_activation_masks
+from wsol_lightning.models.spa.torch_model import (
+    DEFAULT_SCG_TAPS,
+    SelfCorrelationGenerator,
+    SPANet,
+    SPAOutput,
+    default_scg_taps,
+)
+
+__all__ = [
+    "DEFAULT_SCG_TAPS",
+    "SPA",
+    "SPANet",
+    "SPAOutput",
+    "SelfCorrelationGenerator",
+    "UnionBoxGTKnownLoc",
+    "default_scg_taps",
+    "inclusive_iou",
+    "restricted_activation_loss",
+    "restricted_activation_masks",
+    "union_boxes",
+]

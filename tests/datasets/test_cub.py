@@ -1,0 +1,147 @@
+"""CUB readers: both layouts, the val rule, bad input, boxes through the evaluation transform."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
+
+
+def cub(root, split, **kw):
+    return build_real_dataset("cub", str(root), split, 16, 16, seed=0, cache_dir=str(root) + "_cache", **kw)
+
+
+def test_metadata_layout_loads_and_reports_it(cub_metadata_root: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        val = cub(cub_metadata_root, "val")
+    assert "wsolevaluation metadata layout" in caplog.text
+    assert len(val) == 2 and val.num_classes == 200
+    assert val.class_names()[:2] == ["Albatross", "Auklet"]
+    raw = val.load(1)
+    assert raw.image.shape == (24, 36, 3) and raw.image.dtype == np.uint8 and raw.label == 1
+    assert raw.boxes.tolist() == [[1, 1, 10, 10], [20, 5, 30, 20]]  # both boxes kept
+    assert raw.image_id == "002.Auklet/44272303765.jpg"
+
+
+def test_eval_boxes_use_the_reference_floor_rule(cub_metadata_root: Path) -> None:
+    sample = cub(cub_metadata_root, "val")[0]  # 40x30 image, box (10, 5, 39, 29), evaluated at 16x16
+    assert sample["image"].shape == (3, 16, 16)
+    assert sample["boxes"].tolist() == [
+        [10 * 16 // 40, 5 * 16 // 30, 39 * 16 // 40, 29 * 16 // 30]
+    ]  # [4, 2, 15, 15]
+    assert tuple(sample["orig_size"]) == (30, 40)
+
+
+def test_original_layout_converts_boxes_and_holds_out_val(cub_original_root: Path, caplog, recwarn) -> None:
+    with caplog.at_level(logging.INFO):
+        train, test = cub(cub_original_root, "train"), cub(cub_original_root, "test")
+    assert "original CUB_200_2011 archive layout" in caplog.text
+    with pytest.warns(UserWarning, match="no val split"):
+        val = cub(cub_original_root, "val")
+    assert (len(train), len(val), len(test)) == (2, 10, 4)  # 5 per class held out of the 12 train images
+    ids = [set(d.index.image_paths) for d in (train, val, test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sorted(val.index.labels.tolist()) == [0] * 5 + [1] * 5
+    assert val.class_names()[:2] == ["Albatross", "Auklet"]
+    # (x, y, w, h) = (5, 4, 35, 20) on a 40-px-wide image: x1 = min(x + w, W - 1) = 39, silently
+    every = {
+        p: d.index.boxes_of(i).tolist() for d in (train, val, test) for i, p in enumerate(d.index.image_paths)
+    }
+    assert every["001.Albatross/img_0000.jpg"] == [[5, 4, 39, 24]]
+    assert every["001.Albatross/img_0001.jpg"] == [[3, 2, 13, 10]]
+    assert not [w for w in recwarn if "clipped" in str(w.message)]
+    # the same seed gives the same hold-out
+    with pytest.warns(UserWarning):
+        assert list(cub(cub_original_root, "val").index.image_paths) == list(val.index.image_paths)
+
+
+def test_val_subsampling_per_class(cub_metadata_root: Path) -> None:
+    assert len(cub(cub_metadata_root, "val", num_val_sample_per_class=1)) == 2
+
+
+def test_missing_root_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="nowhere"):
+        cub(tmp_path / "nowhere", "train")
+
+
+def test_root_without_any_layout_lists_what_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as err:
+        cub(tmp_path, "test")
+    message = str(err.value)
+    assert "metadata/CUB/train/image_ids.txt" in message and "images.txt" in message and "CUBV2" in message
+
+
+def test_missing_split_files_are_all_named(cub_metadata_root: Path) -> None:
+    split_dir = cub_metadata_root / "metadata" / "CUB" / "test"
+    (split_dir / "class_labels.txt").unlink()
+    (split_dir / "localization.txt").unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        cub(cub_metadata_root, "test")
+    assert str(split_dir / "class_labels.txt") in str(err.value) and str(
+        split_dir / "localization.txt"
+    ) in str(err.value)
+
+
+def test_image_listed_but_missing_on_disk(cub_metadata_root: Path) -> None:
+    (cub_metadata_root / "002.Auklet" / "b_0002.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError, match="b_0002.jpg"):
+        cub(cub_metadata_root, "test")
+
+
+def test_corrupt_image_names_the_file(cub_metadata_root: Path) -> None:
+    (cub_metadata_root / "001.Albatross" / "a_0002.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CorruptImageError, match="a_0002.jpg"):
+        cub(cub_metadata_root, "test")
+
+
+def test_corrupt_image_at_load_time_names_the_file(cub_metadata_root: Path) -> None:
+    test = cub(cub_metadata_root, "test")
+    (cub_metadata_root / "001.Albatross" / "a_0002.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(CorruptImageError, match="a_0002.jpg"):
+        test.load(0)
+
+
+def test_boxes_outside_the_image_are_clipped_with_one_warning(cub_metadata_root: Path, write) -> None:
+    split_dir = cub_metadata_root / "metadata" / "CUB" / "test"
+    write.lines(
+        split_dir / "localization.txt",
+        ["001.Albatross/a_0002.jpg,-3,4,60,28", "002.Auklet/b_0002.jpg,5,6,25,45"],
+    )
+    with pytest.warns(UserWarning, match="2 box") as record:
+        test = cub(cub_metadata_root, "test")
+    assert len([w for w in record if "clipped" in str(w.message)]) == 1
+    assert test.index.boxes_of(0).tolist() == [[0, 4, 47, 28]] and test.index.boxes_of(1).tolist() == [
+        [5, 6, 25, 39]
+    ]
+
+
+def test_size_mismatch_warns_and_scales_boxes_by_the_real_size(cub_metadata_root: Path, write) -> None:
+    split_dir = cub_metadata_root / "metadata" / "CUB" / "test"
+    # the image a_0002.jpg is 48x32, the metadata says 96x64 (boxes drawn on 96x64)
+    write.lines(
+        split_dir / "image_sizes.txt", ["001.Albatross/a_0002.jpg,96,64", "002.Auklet/b_0002.jpg,30,40"]
+    )
+    write.lines(
+        split_dir / "localization.txt",
+        ["001.Albatross/a_0002.jpg,8,8,80,56", "002.Auklet/b_0002.jpg,5,6,25,35"],
+    )
+    with pytest.warns(UserWarning, match=r"1 image.*a_0002.jpg \(listed 96x64, actual 48x32\)"):
+        test = cub(cub_metadata_root, "test")
+    assert test.index.boxes_of(0).tolist() == [[4, 4, 40, 28]]
+    assert test.index.sizes[0].tolist() == [48, 32]
+
+
+def test_index_is_cached_and_not_rescanned(cub_metadata_root: Path) -> None:
+    cub(cub_metadata_root, "test")
+    cached = list(Path(str(cub_metadata_root) + "_cache").glob("cub_test_*.npz"))
+    assert len(cached) == 1
+    # the cached index is used: a later deletion is only noticed when the image is loaded
+    (cub_metadata_root / "002.Auklet" / "b_0002.jpg").unlink()
+    test = cub(cub_metadata_root, "test")
+    with pytest.raises(FileNotFoundError, match="b_0002.jpg"):
+        test.load(1)

@@ -1,0 +1,49 @@
+"""Boxes through resize, crop and flip, against hand-computed values."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+
+from wsol_lightning.data.transforms import apply_transform, build_transform
+
+
+def _run(steps, image, box):
+    pipeline = A.Compose(
+        [*steps, A.Normalize()],
+        bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0
+        ),
+    )
+    return apply_transform(pipeline, True, image, np.array([box]), {})
+
+
+def test_resize_crop_flip_by_hand() -> None:
+    image = np.zeros((20, 40, 3), np.uint8)
+    # resize 40x20 -> 20x10: inclusive (4, 2, 11, 7) = continuous [4, 12) x [2, 8) -> [2, 6) x [1, 4) -> (2, 1, 5, 3)
+    _, boxes, _ = _run([A.Resize(10, 20)], image, [4, 2, 11, 7])
+    assert boxes.tolist() == [[2, 1, 5, 3]]
+    # then crop x in [3, 13), y in [1, 9): [2, 6) x [1, 4) -> [-1, 3) x [0, 3) -> clipped [0, 3) x [0, 3) -> (0, 0, 2, 2)
+    _, boxes, _ = _run([A.Resize(10, 20), A.Crop(x_min=3, y_min=1, x_max=13, y_max=9)], image, [4, 2, 11, 7])
+    assert boxes.tolist() == [[0, 0, 2, 2]]
+    # then flip the 10-px-wide crop: [0, 3) -> [10 - 3, 10 - 0) = [7, 10) -> (7, 0, 9, 2)
+    out, boxes, _ = _run(
+        [A.Resize(10, 20), A.Crop(x_min=3, y_min=1, x_max=13, y_max=9), A.HorizontalFlip(p=1.0)],
+        image,
+        [4, 2, 11, 7],
+    )
+    assert boxes.tolist() == [[7, 0, 9, 2]] and tuple(out.shape) == (3, 8, 10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_training_pipeline_flip_matches_the_image(seed: int) -> None:
+    """resize 40x20 -> 16x16 (no crop room), flip at random: the box follows the bright column."""
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, :10] = 255  # bright left quarter = the object, inclusive box (0, 0, 9, 19)
+    pipeline = build_transform(True, 16, 16)
+    pipeline.set_random_seed(seed)
+    out, boxes, _ = apply_transform(pipeline, True, image, np.array([[0, 0, 9, 19]]), {})
+    flipped = out[0, 8, -1] > out[0, 8, 0]
+    # [0, 10) x [0, 20) scaled by (0.4, 0.8) = [0, 4) x [0, 16): (0, 0, 3, 15), flipped (12, 0, 15, 15)
+    assert boxes.tolist() == ([[12, 0, 15, 15]] if flipped else [[0, 0, 3, 15]])

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import tiny_cli_args
+
+from wsol_lightning.cli import main
+from wsol_lightning.hierarchy import HierarchyError, load_hierarchy
+from wsol_lightning.models import DANet, get_model
+from wsol_lightning.models.components import BACKBONES
+from wsol_lightning.models.danet import (
+    DANetNet,
+    fuse_level_maps,
+    official_cosine_loss,
+    per_level_cosine_loss,
+    sample_map_subset,
+    summed_pairwise_cosine,
+)
+
+CONFIG = "experiments/danet.yaml"
+
+
+def one_hot_maps(indices: list[int], size: int = 4) -> torch.Tensor:
+    """Maps ``[1, n, size, size]`` each lit at one pixel: distinct pixels are orthogonal."""
+    maps = torch.zeros(1, len(indices), size * size)
+    maps[0, torch.arange(len(indices)), torch.tensor(indices)] = 1.0
+    return maps.view(1, len(indices), size, size)
+
+
+# -- DDA cosine loss ---------------------------------------------------------------------
+def test_orthogonal_maps_give_zero_and_identical_maps_the_maximum() -> None:
+    assert summed_pairwise_cosine(one_hot_maps([0, 5, 9, 15])).item() == pytest.approx(0.0)
+    identical = torch.rand(1, 1, 4, 4).expand(1, 4, 4, 4)
+    # every pair has cosine 1 (up to the 1e-8 stabilizer): C(4, 2) = 6
+    assert summed_pairwise_cosine(identical).item() == pytest.approx(6.0, rel=1e-5)
+    assert per_level_cosine_loss([one_hot_maps([0, 1, 2, 3])]).item() == pytest.approx(0.0)
+    assert per_level_cosine_loss([identical]).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_cosine_matches_the_formula_with_signs_and_absolute_value_of_the_sum() -> None:
+    a = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    b = torch.tensor([-1.0, 0.0, 0.0, 0.0])
+    c = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    maps = torch.stack([a, b, c]).view(1, 3, 2, 2)
+    # cos(a,b) = -1, cos(a,c) = 1/sqrt(2), cos(b,c) = -1/sqrt(2): sum = -1
+    by_hand = -1.0 + 1 / math.sqrt(2) - 1 / math.sqrt(2)
+    assert summed_pairwise_cosine(maps).item() == pytest.approx(by_hand, abs=1e-6)
+    # per image |sum| / (B * pairs): |-1| / 3, not the mean of |cos| (= (1 + 2/sqrt(2)) / 3)
+    assert per_level_cosine_loss([maps]).item() == pytest.approx(1 / 3, abs=1e-6)
+    # the stabilizer: cos = a.b / sqrt(|a|^2 |b|^2 + 1e-8) with tiny maps
+    tiny = torch.stack([a * 1e-3, a * 1e-3]).view(1, 2, 2, 2)
+    assert summed_pairwise_cosine(tiny).item() == pytest.approx(1e-6 / math.sqrt(1e-12 + 1e-8), rel=1e-4)
+
+
+def test_official_form_concatenates_levels_at_the_finest_size_and_uses_a_subset() -> None:
+    coarse = torch.rand(2, 2, 4, 4)  # level 0: 4x4
+    fine = torch.rand(2, 2, 2, 2)  # level 1: 2x2, upsampled to 4x4
+    generator = torch.Generator().manual_seed(3)
+    subset = sample_map_subset(4, 2, torch.Generator().manual_seed(3))
+    loss = official_cosine_loss([coarse, fine], None, generator)  # n = floor(4 / 2) = 2
+    stacked = torch.cat(
+        [coarse, F.interpolate(fine, size=(4, 4), mode="bilinear", align_corners=True)], dim=1
+    )
+    a, b = stacked[:, subset[0]].flatten(1), stacked[:, subset[1]].flatten(1)
+    cos = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-8)
+    assert loss.item() == pytest.approx(cos.abs().sum().item() / 2, rel=1e-5)
+
+
+def test_same_seed_gives_the_same_subset() -> None:
+    torch.manual_seed(7)
+    first = sample_map_subset(24, 12)
+    torch.manual_seed(7)
+    assert torch.equal(first, sample_map_subset(24, 12))
+    assert len(set(first.tolist())) == 12 and first.max() < 24
+    assert not torch.equal(first, sample_map_subset(24, 12))  # a fresh draw differs
+    with pytest.raises(ValueError, match="num_selected_maps"):
+        sample_map_subset(3, 1)
+
+
+# -- HDA: heads and fused map -------------------------------------------------------------
+def test_fused_map_by_hand_on_tiny_maps() -> None:
+    coarse = torch.tensor([[[[1.0, -3.0], [2.0, 4.0]], [[3.0, 1.0], [-2.0, 0.0]]]])  # [1, K=2, 2, 2]
+    fine = torch.tensor([[[[2.0]], [[-4.0]]]])  # [1, K=2, 1, 1]: upsampled to a constant 2x2
+    coarse_map = torch.tensor([[2.0, 0.5], [1.0, 2.0]])  # mean over K of ReLU
+    fine_map = torch.full((2, 2), 1.0)  # (ReLU(2) + ReLU(-4)) / 2
+    fused = fuse_level_maps([coarse, fine])
+    torch.testing.assert_close(fused[0], (coarse_map + fine_map) / 2)
+    raw = fuse_level_maps([coarse, fine], relu=False)
+    torch.testing.assert_close(
+        raw[0], (torch.tensor([[2.0, -1.0], [0.0, 2.0]]) + torch.full((2, 2), -1.0)) / 2
+    )
+
+
+def test_fused_maps_pick_the_ancestors_of_the_class() -> None:
+    net = DANetNet("resnet18", load_hierarchy("synthetic"), num_maps=2, head_widths=(8, 8)).eval()
+    level_maps = (torch.rand(2, 4, 2, 4, 4), torch.rand(2, 8, 2, 2, 2))
+    classes = torch.tensor([5, 0])  # groups 2 and 0
+    fused = net.fused_maps(level_maps, classes)
+    expected = fuse_level_maps([level_maps[0][[0, 1], [2, 0]], level_maps[1][[0, 1], [5, 0]]])
+    torch.testing.assert_close(fused, expected)
+
+
+def test_head_output_shapes_per_level_and_logits_are_gap_of_the_mean_map() -> None:
+    net = DANetNet(
+        "vgg16",
+        load_hierarchy("synthetic:8:4").select_levels(["group", "class"]),
+        num_maps=3,
+        level_units=["conv3", "conv5"],
+        head_widths=(8, 8),
+    ).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 64, 64))
+    assert out.level_maps[0].shape == (2, 4, 3, 16, 16) and out.level_maps[1].shape == (2, 8, 3, 4, 4)
+    assert [t.shape for t in out.level_logits] == [(2, 4), (2, 8)]
+    torch.testing.assert_close(out.logits, out.level_maps[1].mean(dim=2).mean(dim=(2, 3)))
+
+
+# -- LightningModule ----------------------------------------------------------------------
+def tiny_model(**kwargs: object) -> DANet:
+    options = dict(
+        num_classes=8, backbone="resnet18", hierarchy="synthetic", num_maps=2, head_widths=[16, 16]
+    )
+    options.update(kwargs)
+    return DANet(**options)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
+    model = DANet(num_classes=200, backbone=backbone, hierarchy="cub", num_maps=2, head_widths=[8, 8, 8])
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 199])}
+    model.train()
+    losses = model.training_losses(batch)
+    assert set(losses) == {"ce_level0", "ce_level1", "ce_level2", "cosine"}
+    torch.stack(list(losses.values())).sum().backward()
+    for head in model.model.heads:
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    assert [h.num_classes for h in model.model.heads] == [11, 37, 200]
+    model.eval()
+    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    assert logits.shape == (2, 200) and maps.dim() == 3 and maps.shape[0] == 2
+
+
+def test_switches_hda_dda_levels_and_cosine_form() -> None:
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([3, 6])}
+    assert set(tiny_model(hda=False, num_maps=4, head_widths=[16]).training_losses(batch)) == {
+        "ce_level0",
+        "cosine",
+    }
+    assert set(tiny_model(dda=False, num_maps=1).training_losses(batch)) == {"ce_level0", "ce_level1"}
+    per_level = tiny_model(cosine_form="per_level", cosine_weight=1.0).training_losses(batch)["cosine"]
+    assert 0.0 <= per_level.item() <= 1.0
+    cub = DANet(
+        num_classes=200, hierarchy="cub", levels=["family", "species"], num_maps=2, head_widths=[8, 8]
+    )
+    assert [h.num_classes for h in cub.model.heads] == [37, 200]
+    model = tiny_model(level_loss_weight=1.0, dda=False)
+    out = model.model(batch["image"])
+    expected = F.cross_entropy(out.level_logits[0], torch.tensor([1, 3]))
+    torch.testing.assert_close(model.training_losses(batch)["ce_level0"], expected)
+
+
+def test_bad_arguments_name_the_key() -> None:
+    with pytest.raises(HierarchyError, match="but num_classes .* is 5"):
+        tiny_model(num_classes=5)
+    with pytest.raises(HierarchyError, match="but level_units has 3 entries"):
+        tiny_model(level_units=["layer2_1", "layer3_1", "layer4_1"])
+    with pytest.raises(ValueError, match="level_units .* must follow the backbone order"):
+        tiny_model(level_units=["layer4_1", "layer3_1"])
+    with pytest.raises(ValueError, match="cosine_form"):
+        tiny_model(cosine_form="mine")
+    with pytest.raises(ValueError, match="hda: false"):
+        tiny_model(hda=False, levels=["group", "class"])
+    with pytest.raises(ValueError, match="head_widths must give one width per level"):
+        tiny_model(hda=False, num_maps=4)
+    with pytest.raises(ValueError, match="num_selected_maps=1 of the 2 maps"):
+        tiny_model(num_maps=1)
+
+
+def test_consistent_level_predictions_are_ancestors_of_the_top_class() -> None:
+    model = tiny_model(consistent_level_predictions=True)
+    fine = torch.tensor([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 3.0, 0.6]])  # top class 6 is in group 3
+    coarse = torch.tensor([[5.0, 0.0, 0.0, 0.0]])  # the coarse head alone says group 0
+    consistent = model.level_scores((coarse, fine))
+    assert consistent[0].argmax().item() == 3
+    torch.testing.assert_close(consistent[0], torch.tensor([[0.1, 0.3, 0.5, 3.0]]))
+    assert tiny_model().level_scores((coarse, fine))[0].argmax().item() == 0
+
+
+def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
+    model = tiny_model()
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 7])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model.training_losses({"image": x, "label": y})
+        _, maps = model.localization_maps(x, y)
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
+    assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
+
+
+def test_registered_by_name() -> None:
+    assert isinstance(get_model("danet", num_classes=8, num_maps=2, head_widths=[8, 8]), DANet)
+
+
+def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
+    extra = ["--model.init_args.head_widths", "[16, 16]", "--model.init_args.num_maps", "2"]
+    main(["fit", *tiny_cli_args(CONFIG, str(tmp_path / "fit"), *extra)])
+    checkpoint = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
+    cli = main(
+        ["test", *tiny_cli_args(CONFIG, str(tmp_path / "test"), *extra), "--ckpt_path", str(checkpoint)]
+    )
+    logged = cli.trainer.callback_metrics
+    for key in (
+        "test/level0_top1",
+        "test/level0_top4",
+        "test/level1_top1",
+        "test/level1_top5",
+        "test/maxboxacc_v2",
+        "test/top1_loc",
+        "test/cls_top1",
+    ):
+        assert key in logged, key
+    assert logged["test/level1_top1"] == pytest.approx(float(logged["test/cls_top1"]))

@@ -1,0 +1,192 @@
+"""I2C: seeds, SC/GC losses, centroid bank (by hand, DDP, checkpoint), backbones, AMP, CLI."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_cli_args
+
+from wsol_lightning.cli import main
+from wsol_lightning.models.i2c import I2C, CentroidBank
+from wsol_lightning.models.i2c.loss import global_consistency_loss, same_class_pairs, stochastic_consistency_loss
+from wsol_lightning.models.i2c.torch_model import gather_seed_vectors, select_object_seeds
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def hand_attention() -> torch.Tensor:
+    """A 4x5 map with four object positions above 0.7 at flat positions 6, 7, 12, 18."""
+    attention = torch.full((1, 4, 5), 0.2)
+    for position, value in ((6, 0.9), (7, 1.0), (12, 0.8), (18, 0.75)):
+        attention.view(-1)[position] = value
+    attention.view(-1)[3] = 0.7  # at the threshold: not an object position
+    return attention
+
+
+def test_random_seeds_are_distinct_object_positions() -> None:
+    generator = torch.Generator().manual_seed(0)
+    chosen = set()
+    for _ in range(20):
+        seeds = select_object_seeds(hand_attention(), 3, 0.7, "random", generator)[0].tolist()
+        assert len(set(seeds)) == 3 and set(seeds) <= {6, 7, 12, 18}
+        chosen.add(tuple(sorted(seeds)))
+    assert len(chosen) > 1  # stochastic
+
+
+def test_raster_seeds_are_the_first_object_positions_and_cycle() -> None:
+    assert select_object_seeds(hand_attention(), 3, 0.7, "raster")[0].tolist() == [6, 7, 12]
+    assert select_object_seeds(hand_attention(), 6, 0.7, "raster")[0].tolist() == [6, 7, 12, 18, 6, 7]
+    assert set(select_object_seeds(hand_attention(), 6, 0.7, "random")[0].tolist()) == {6, 7, 12, 18}
+
+
+def test_constant_map_falls_back_to_peak_positions() -> None:
+    seeds = select_object_seeds(torch.zeros(2, 3, 3), 3, 0.7, "raster")
+    assert seeds.tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_seed_vectors_are_the_features_at_the_seed_positions() -> None:
+    features = torch.arange(2 * 3 * 20, dtype=torch.float32).view(2, 3, 4, 5)
+    positions = torch.tensor([[6, 7], [0, 19]])
+    seeds = gather_seed_vectors(features, positions)
+    assert seeds.shape == (2, 2, 3)
+    assert seeds[0, 1].tolist() == features[0, :, 1, 2].tolist()
+    assert seeds[1, 1].tolist() == features[1, :, 3, 4].tolist()
+
+
+def test_same_class_pairs_use_positions_2k_2k_plus_1() -> None:
+    first, second = same_class_pairs(torch.tensor([3, 3, 1, 2, 0, 0, 5]))
+    assert first.tolist() == [0, 4] and second.tolist() == [1, 5]
+
+
+def test_stochastic_consistency_by_hand_and_zero_for_identical_seeds() -> None:
+    a = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]], requires_grad=True)
+    b = torch.tensor([[[3.0, 4.0], [1.0, 1.0]]])
+    assert stochastic_consistency_loss(a, b).item() == pytest.approx(2.5)  # (5 + 0) / 2
+    same = torch.randn(2, 3, 4, requires_grad=True)
+    loss = stochastic_consistency_loss(same, same.detach().clone())
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(same.grad).all()
+
+
+def test_global_consistency_skips_unseen_classes_and_stops_gradient_at_the_bank() -> None:
+    centroids = torch.tensor([[0.0, 0.0], [9.0, 9.0], [1.0, 1.0]], requires_grad=True)
+    seen = torch.tensor([True, False, True])
+    centres = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    loss = global_consistency_loss(centres, centroids, torch.tensor([0, 1, 2]), seen)
+    assert loss.item() == pytest.approx(2.5)  # (5 + 0) / 2, class 1 unseen
+    loss.backward()
+    assert centroids.grad is None and centres.grad[1].abs().sum() == 0
+    assert global_consistency_loss(centres, centroids, torch.tensor([1]), seen).item() == 0.0
+
+
+def test_bank_update_by_hand_with_duplicate_classes() -> None:
+    bank = CentroidBank(num_classes=3, dim=2, momentum_decay=0.1)
+    bank.update(torch.tensor([0, 0, 2]), torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]]))
+    assert bank.centroids.tolist() == [[2.0, 1.0], [0.0, 0.0], [5.0, 5.0]]  # eta = 1: the scatter mean
+    assert bank.visit_count.tolist() == [1, 0, 1] and bank.seen.tolist() == [True, False, True]
+    bank.update(torch.tensor([0, 0]), torch.tensor([[0.0, 0.0], [4.0, 0.0]]))
+    eta = math.exp(-0.1)
+    expected = [(1 - eta) * 2.0 + eta * 2.0, (1 - eta) * 1.0 + eta * 0.0]
+    assert bank.centroids[0].tolist() == pytest.approx(expected)
+    assert bank.visit_count.tolist() == [2, 0, 1]
+    bank.update(torch.zeros(0, dtype=torch.long), torch.zeros(0, 2))  # no pair: unchanged
+    assert bank.visit_count.tolist() == [2, 0, 1]
+
+
+def tiny_model(**kwargs: object) -> I2C:
+    torch.manual_seed(0)
+    return I2C(num_classes=3, backbone="resnet18", head="cam", **kwargs)
+
+
+def test_losses_are_zero_for_identical_features() -> None:
+    # eval: no batch statistics, so both images give the same features; raster: the same seed positions
+    model = tiny_model(seed_sampling="raster").eval()
+    image = torch.randn(1, 3, 32, 32)
+    batch = {"image": image.repeat(2, 1, 1, 1), "label": torch.tensor([1, 1])}
+    first = model.training_losses(batch)
+    assert first["sc"].item() == 0.0 and first["gc"].item() == 0.0  # gc: class 1 not seen yet
+    second = model.training_losses(batch)  # bank now holds exactly this batch's centre
+    assert second["sc"].item() == 0.0 and second["gc"].item() == pytest.approx(0.0, abs=1e-5)
+    assert model.model.centroid_bank.visit_count.tolist() == [0, 2, 0]
+
+
+def test_seed_gradient_reaches_the_backbone_through_the_consistency_losses() -> None:
+    model = tiny_model(sc_weight=1.0, gc_weight=0.0).train()
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 2, 2])}
+    model.training_losses(batch)["sc"].backward()
+    assert model.model.backbone.units["stem"][0].weight.grad.abs().sum() > 0
+    assert model.model.head.classifier.fc.weight.grad is None  # seeds are read, not differentiated, from the CAM
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "inception_v3", "resnet18"])
+def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
+    torch.manual_seed(0)
+    model = I2C(num_classes=3, backbone=backbone, head="i2c", head_width=32, sc_weight=1.0, gc_weight=1.0)
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([2, 2])}
+    model.model.centroid_bank.update(torch.tensor([2]), torch.ones(1, model.model.backbone.out_channels))
+    losses = model.training_losses(batch)  # class 2 seen: the GC term is active
+    assert set(losses) == {"ce", "sc", "gc"} and losses["gc"] > 0
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.model.backbone.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    model.eval()
+    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    assert logits.shape == (2, 3) and maps.dim() == 3 and maps.shape[0] == 2
+
+
+def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
+    model = tiny_model(sc_weight=1.0, gc_weight=1.0)
+    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 1, 1])}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.training_losses(batch)
+        losses = model.training_losses(batch)
+        _, maps = model.localization_maps(batch["image"], batch["label"])
+    assert all(torch.isfinite(v) for v in losses.values()) and torch.isfinite(maps).all()
+    assert model.model.centroid_bank.centroids.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"seed_threshold": 1.5}, "seed_threshold"), ({"num_seeds": 0}, "num_seeds"), ({"seed_sampling": "grid"}, "seed_sampling"),
+     ({"sc_weight": -1.0}, "sc_weight"), ({"head": "mlp"}, "head"), ({"centroid_momentum_decay": -1.0}, "centroid_momentum_decay")],
+)
+def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        I2C(num_classes=3, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_bank_is_identical_on_both_ranks_after_a_ddp_step(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    script = Path(__file__).with_name("i2c_bank_ddp.py")
+    subprocess.run([sys.executable, str(script), str(tmp_path), str(_free_port())], env=env, check=True, timeout=240)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for key in ("hand_centroids", "hand_count", "centroids", "count"):
+        assert torch.equal(rank0[key], rank1[key]), key
+    # union over ranks: class 0 <- mean([1,0],[3,2]); class 1 <- mean([4,4],[0,2]); class 2 <- [5,5]
+    assert rank0["hand_centroids"].tolist() == [[2.0, 1.0], [2.0, 3.0], [5.0, 5.0], [0.0, 0.0]]
+    assert rank0["hand_count"].tolist() == [1, 1, 1, 0]
+    assert rank0["count"].tolist() == [1, 1, 0, 1]  # rank 0 saw classes 0, 3; rank 1 classes 1, 3
+
+
+def test_cli_fit_test_and_bank_restored_from_checkpoint(tmp_path: Path) -> None:
+    cli = main(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path))])
+    assert cli.datamodule.hparams.pair_sampling
+    bank = cli.model.model.centroid_bank
+    assert bank.seen.any()
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    restored = I2C.load_from_checkpoint(ckpt).model.centroid_bank
+    assert torch.equal(restored.centroids, bank.centroids) and torch.equal(restored.visit_count, bank.visit_count)
+    main(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path)), "--ckpt_path", str(ckpt)])

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_cli_args
+
+from wsol_lightning.cli import main
+from wsol_lightning.models import SPA, available_models
+from wsol_lightning.models.components import BACKBONES, gather_class_maps
+from wsol_lightning.models.spa import (
+    SelfCorrelationGenerator,
+    SPANet,
+    UnionBoxGTKnownLoc,
+    default_scg_taps,
+    inclusive_iou,
+    restricted_activation_loss,
+    restricted_activation_masks,
+    union_boxes,
+)
+
+SPA_CONFIG = "experiments/spa.yaml"
+
+
+def _tiny_class_maps() -> torch.Tensor:
+    """[1, 2, 1, 3]: class-0 logits 0, 1, 4 over class-1 logits 0 at three positions."""
+    return torch.tensor([[[[0.0, 1.0, 4.0]], [[0.0, 0.0, 0.0]]]])
+
+
+def test_ram_masks_from_the_class_probability_variance_by_hand() -> None:
+    # two classes: Var = (p0 - p1)^2 / 2 = tanh(a / 2)^2 / 2; normalized: 0, (tanh .5 / tanh 2)^2 = 0.23, 1
+    background, foreground = restricted_activation_masks(_tiny_class_maps(), 0.1, 0.2)
+    assert background.tolist() == [[[True, False, False]]]
+    assert foreground.tolist() == [[[False, False, True]]]  # 0.23 lies in the ignored band (0.1, 0.3]
+    _, foreground_low_gap = restricted_activation_masks(_tiny_class_maps(), 0.1, 0.1)
+    assert foreground_low_gap.tolist() == [[[False, True, True]]]
+
+
+def test_ram_loss_value_by_hand() -> None:
+    maps = _tiny_class_maps().requires_grad_(True)
+    loss = restricted_activation_loss(maps, torch.tensor([0]), 0.1, 0.2)
+    sigmoid = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
+    expected = (sigmoid(0.0) + 0.0 + (1.0 - sigmoid(4.0))) / 3  # bg, ignored, fg; mean over all 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # the gradient reaches the GT-class map at masked positions only, never the other class
+    # (the masks are detached)
+    assert maps.grad[0, 1].abs().sum() == 0
+    assert maps.grad[0, 0, 0, 1] == 0 and maps.grad[0, 0, 0, 0] > 0 and maps.grad[0, 0, 0, 2] < 0
+
+
+def test_ram_switches_on_after_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = SPA(num_classes=3, backbone="resnet18", head="cam", ram_start_epoch=2, ram_weight=0.5).eval()
+    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 2])}
+    monkeypatch.setattr(SPA, "current_epoch", property(lambda self: 1))
+    assert model.training_losses(batch)["ram"] == 0
+    monkeypatch.setattr(SPA, "current_epoch", property(lambda self: 2))
+    losses = model.training_losses(batch)
+    out = model.model(batch["image"])
+    expected = 0.5 * restricted_activation_loss(out.class_maps, batch["label"])
+    torch.testing.assert_close(losses["ram"], expected)
+    assert set(SPA(num_classes=3, backbone="resnet18", ram=False).training_losses(batch)) == {"ce"}
+
+
+def test_seeds_from_a_hand_made_cam() -> None:
+    generator = SelfCorrelationGenerator(object_threshold=0.1, background_threshold=0.05)
+    cam = torch.tensor([[[-3.0, 0.2], [2.0, 10.0]]])  # ReLU -> [0, .2, 2, 10] -> minmax [0, .02, .2, 1]
+    object_seeds, background_seeds = generator.seeds(cam)
+    assert object_seeds.tolist() == [[False, False, True, True]]
+    assert background_seeds.tolist() == [[True, True, False, False]]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
+    torch.manual_seed(0)
+    model = SPA(num_classes=5, backbone=backbone, ram_start_epoch=0)
+    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    model.train()
+    losses = model.training_losses(batch)
+    assert set(losses) == {"ce", "ram"}
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert all(p.grad is not None for p in model.model.head.parameters())
+    first_unit = next(iter(model.model.backbone.units.values()))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in first_unit.parameters())
+    model.eval()
+    with torch.no_grad():
+        logits, maps = model.localization_maps(batch["image"], batch["label"])
+        out = model.model(batch["image"])
+    assert logits.shape == (2, 5) and maps.shape == (2, *out.class_maps.shape[-2:])
+    assert len(out.blocks) == 2 and all(b.shape[-2:] == out.class_maps.shape[-2:] for b in out.blocks)
+    assert 0.0 <= maps.min() and maps.max() <= 1.0
+
+
+def test_batched_scg_equals_per_image() -> None:
+    torch.manual_seed(0)
+    net = SPANet("resnet18", num_classes=4, head="cam", scg=SelfCorrelationGenerator(chunk_size=2)).eval()
+    images, classes = torch.randn(3, 3, 64, 64), torch.tensor([0, 3, 1])
+    with torch.no_grad():
+        out = net(images)
+        cams = gather_class_maps(out.class_maps, classes)
+        batched = net.scg(out.blocks, cams)
+        torch.testing.assert_close(net.localization_maps(images, classes)[1], batched, atol=1e-4, rtol=0)
+        for i in range(3):
+            single = net.scg([b[i : i + 1] for b in out.blocks], cams[i : i + 1])
+            torch.testing.assert_close(batched[i : i + 1], single)
+
+
+def test_switches_scg_off_one_block_and_correlation_modes() -> None:
+    torch.manual_seed(0)
+    images, classes = torch.randn(2, 3, 64, 64), torch.tensor([1, 0])
+    model = SPA(num_classes=3, backbone="resnet18", scg=False).eval()
+    with torch.no_grad():
+        _, maps = model.localization_maps(images, classes)
+        torch.testing.assert_close(maps, gather_class_maps(model.model(images).class_maps, classes))
+    one_block = SPA(num_classes=3, backbone="resnet18", scg_taps=["layer4_1"])
+    assert one_block.model.scg_taps == ("layer4_1",)
+    for mode in ("first_order", "high_order"):
+        with torch.no_grad():
+            model = SPA(num_classes=3, backbone="resnet18", scg_mode=mode).eval()
+            _, maps = model.localization_maps(images, classes)
+        assert torch.isfinite(maps).all()
+    assert default_scg_taps("vgg16", large_feature_map=True) == ("conv4", "conv5")
+    assert SPANet("vgg16", 2, head="cam").scg_taps == ("pool4", "conv5")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_gives_finite_losses_and_maps(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = SPA(num_classes=4, backbone="resnet18", ram_start_epoch=0)
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
+    with torch.autocast("cpu", dtype=dtype):
+        losses = model.training_losses({"image": x, "label": y})
+        with torch.no_grad():
+            _, maps = model.eval().localization_maps(x, y)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
+
+
+def test_bad_arguments_name_the_key() -> None:
+    for kwargs, key in [
+        ({"ram_weight": -1.0}, "ram_weight"),
+        ({"ram_start_epoch": -1}, "ram_start_epoch"),
+        ({"ram_background_threshold": 1.5}, "ram_background_threshold"),
+        ({"scg_mode": "both"}, "scg_mode"),
+        ({"scg_order": 0}, "scg_order"),
+        ({"scg_chunk_size": 0}, "scg_chunk_size"),
+        ({"scg_object_threshold": 0.01, "scg_background_threshold": 0.05}, "scg_background_threshold"),
+        ({"scg_taps": ["nope"]}, "scg_taps"),
+        ({"head": "big"}, "head"),
+    ]:
+        with pytest.raises(ValueError, match=key):
+            SPA(num_classes=2, backbone="resnet18", **kwargs)
+
+
+def test_union_box_covers_every_pixel_above_the_threshold() -> None:
+    maps = torch.zeros(2, 8, 10)
+    maps[0, 1:3, 1:3] = 1.0
+    maps[0, 5:7, 6:9] = 0.6
+    boxes = union_boxes(maps, 0.5)
+    assert boxes[0].tolist() == [1, 1, 8, 6]  # both blobs, inclusive (contour rule keeps one)
+    assert boxes[1].tolist() == [0, 0, 0, 0]  # no foreground
+    assert union_boxes(maps, 0.7)[0].tolist() == [1, 1, 2, 2]
+    # inclusive IoU: [0,0,1,1] (4 px) vs [1,1,2,2] (4 px) overlap 1 px -> 1 / 7
+    iou = inclusive_iou(torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 2, 2]))
+    assert iou.item() == pytest.approx(1 / 7)
+
+
+def test_union_box_gt_known_loc_counts_strict_iou_above_half() -> None:
+    maps = torch.zeros(2, 8, 8, dtype=torch.float64)
+    maps[0, 2:6, 2:6] = 1.0
+    maps[1, 0:2, 0:2] = 1.0
+    boxes = torch.tensor([[[2, 2, 5, 5], [-1, -1, -1, -1]], [[4, 4, 7, 7], [0, 0, 1, 1]]])
+    metric = UnionBoxGTKnownLoc(cam_curve_interval=0.5)
+    metric.update(maps, boxes, torch.tensor([1, 2]))
+    # threshold 0 selects everything (box = image, IoU 16/64 and 4/64): 0 hits; 0.5: both hit
+    assert metric.hits.tolist() == [0, 2] and metric.compute().item() == pytest.approx(100.0)
+    assert metric.best_threshold() == 0.5
+
+
+def test_registry() -> None:
+    assert "spa" in available_models()
+
+
+def test_cli_fit_and_test(tmp_path: Path) -> None:
+    main(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--model.init_args.ram_start_epoch", "0")])
+    checkpoints = sorted((tmp_path / "fit").rglob("*.ckpt"))
+    assert checkpoints, "fit wrote no checkpoint"
+    test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1")
+    cli = main(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
+    metrics = cli.trainer.callback_metrics
+    for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc", "gt_known_loc_union"):
+        assert 0.0 <= float(metrics[f"test/{name}"]) <= 100.0, name
