@@ -1,7 +1,8 @@
 """The command line: ``wsol``, ``lightning`` and ``python -m wsol_lightning`` (one LightningCLI).
 
 ``wsol fit --config experiments/acol.yaml`` trains, ``validate``/``test`` evaluate (``--ckpt_path``),
-``predict`` localizes. The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
+``predict`` localizes (``--data.predict_dir DIR --output_dir OUT`` writes boxes, maps and overlays of a
+folder of images), ``wsol export`` writes a TorchScript/ONNX model (:mod:`wsol_lightning.export`). The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
 names such as ``CAM`` resolve once the package is imported); the data is always
 :class:`WSOLDataModule`, whose ``num_classes`` is linked into the model.
 
@@ -16,12 +17,14 @@ import netrc
 import os
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pytorch_lightning.cli import LightningCLI, LightningArgumentParser  # noqa: E402
 
 from wsol_lightning import __version__  # noqa: E402
+from wsol_lightning.callbacks import WSOLPredictionWriter  # noqa: E402
 from wsol_lightning.data import WSOLDataModule  # noqa: E402
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError  # noqa: E402
 from wsol_lightning.models import WSOLModule  # noqa: E402
@@ -50,14 +53,39 @@ def configure_wandb_mode() -> str:
 
 
 class WSOLCLI(LightningCLI):
-    """LightningCLI with the datamodule's ``num_classes`` linked into the model."""
+    """LightningCLI with the datamodule's ``num_classes`` linked into the model and ``predict --output_dir``."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument(
+                "--output_dir", type=Optional[str], default=None,
+                help="write boxes, maps and overlays under this folder (adds a WSOLPredictionWriter with its "
+                "defaults; add the callback yourself for its other options)",
+            )
+        return parser
+
+    def before_predict(self) -> None:
+        """Attach the writer for ``--output_dir``; with a writer, predictions are not also kept in memory."""
+        config = self.config_init["predict"]
+        if config.get("output_dir"):
+            self.trainer.callbacks.append(WSOLPredictionWriter(config["output_dir"]))
+        has_writer = any(isinstance(c, WSOLPredictionWriter) for c in self.trainer.callbacks)
+        if has_writer and config.get("return_predictions") is None:
+            config["return_predictions"] = False
+
 
 def main(args: list[str] | None = None) -> WSOLCLI | None:
     """Entry point of the console scripts; ``args`` defaults to ``sys.argv[1:]``."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["export"]:
+        from wsol_lightning.export import main as export_main
+
+        export_main(argv[1:])
+        return None
     configure_wandb_mode()
     try:
         return WSOLCLI(
@@ -67,7 +95,11 @@ def main(args: list[str] | None = None) -> WSOLCLI | None:
             subclass_mode_data=False,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"version": __version__, "default_env": True},
+            parser_kwargs={
+                "version": __version__,
+                "default_env": True,
+                "epilog": "Also: wsol export --help (a checkpoint as TorchScript or ONNX).",
+            },
             args=args,
         )
     except USER_ERRORS as err:

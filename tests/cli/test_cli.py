@@ -74,3 +74,10 @@ def test_wrong_config_key_is_reported_by_name() -> None:
     result = run_cli("fit", "--config", CAM_CONFIG, "--model.init_args.erase_treshold", "0.5")
     assert result.returncode != 0
     assert "erase_treshold" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_dataset_root_is_one_clear_message(tmp_path: Path) -> None:
+    missing = tmp_path / "CUB_200_2011"
+    result = run_cli("fit", "--config", CAM_CONFIG, "--data.dataset", "cub", "--data.root", str(missing))
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr

@@ -117,7 +117,8 @@ def test_evaluation_map_is_driven_by_the_class_passed_in() -> None:
         logits, maps = model.localization_maps(images, torch.tensor([1, 3]))
         out = model.model(images, torch.tensor([1, 3]))
         torch.testing.assert_close(logits, model(images))  # classification from A only
-        torch.testing.assert_close(maps, fused_localization_map(out.class_maps, out.class_maps_erased, out.classes))
+        fused = fused_localization_map(out.class_maps, out.class_maps_erased, out.classes)
+        torch.testing.assert_close(maps, fused)
         torch.testing.assert_close(out.erase_mask, erase_mask(out.class_maps, torch.tensor([1, 3]), 0.6))
     assert maps.min() >= 0 and maps.max() <= 1
 
@@ -141,8 +142,9 @@ def test_vgg_map_resolution_pooling_and_smoothing() -> None:
     x = torch.randn(1, 3, 64, 64)
     small = ACoLNet("vgg16", 3)
     large = ACoLNet("vgg16", 3, large_feature_map=True)  # the original ACoL VGG: 28x28 at 224
-    assert isinstance(small.smoothing, nn.AvgPool2d) and isinstance(small.backbone.units["pool1"], nn.MaxPool2d)
-    assert small.backbone.units["pool1"].kernel_size == 3 and small.backbone.units["conv5_inserted"].stride == 1
+    units = small.backbone.units
+    assert isinstance(small.smoothing, nn.AvgPool2d) and isinstance(units["pool1"], nn.MaxPool2d)
+    assert units["pool1"].kernel_size == 3 and units["conv5_inserted"].stride == 1
     assert "conv4_inserted" in large.backbone.unit_names and "pool4" not in large.backbone.unit_names
     with torch.no_grad():
         assert small(x).class_maps.shape[-2:] == (4, 4) and large(x).class_maps.shape[-2:] == (8, 8)
@@ -151,10 +153,11 @@ def test_vgg_map_resolution_pooling_and_smoothing() -> None:
     assert isinstance(ACoLNet("resnet18", 3).smoothing, nn.Identity)
 
 
-def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_gives_finite_losses_and_maps(dtype: torch.dtype) -> None:
     model = ACoL(num_classes=4, backbone="resnet18")
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         losses = model.training_losses({"image": x, "label": y})
         _, maps = model.localization_maps(x, y)
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
@@ -191,8 +194,8 @@ def test_cli_fit_then_test(tmp_path: Path) -> None:
 
     main(["fit", *tiny_cli_args("experiments/acol.yaml", str(tmp_path / "fit"))])
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
-    cli = main(["test", *tiny_cli_args("experiments/acol.yaml", str(tmp_path / "test")), "--ckpt_path", str(ckpt),
-                "--trainer.limit_test_batches", "1"])
+    args = tiny_cli_args("experiments/acol.yaml", str(tmp_path / "test"))
+    cli = main(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
     assert isinstance(cli.model, ACoL) and cli.model.hparams.erase_threshold == 0.6
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0

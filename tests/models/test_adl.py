@@ -91,7 +91,8 @@ def test_external_attention_replaces_the_channel_mean() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"drop_rate": 1.5}, "drop_rate"), ({"drop_threshold": -0.1}, "drop_threshold"), ({"draw": "pixel"}, "draw")],
+    [({"drop_rate": 1.5}, "drop_rate"), ({"drop_threshold": -0.1}, "drop_threshold"),
+     ({"draw": "pixel"}, "draw")],
 )
 def test_bad_layer_arguments_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
@@ -106,7 +107,8 @@ def test_default_positions_and_pretrained_weight_names_unchanged() -> None:
     assert len(net.adl_layers) == 3
     # ADL has no parameters: every weight keeps the name the pretrained checkpoint loads into
     assert net.state_dict().keys() == CAMNet("resnet50", 3).state_dict().keys()
-    vgg_units = ADLNet("vgg16", 3, large_feature_map=True).backbone.unit_names  # pool4 removed: same positions
+    # pool4 removed with large_feature_map: the same positions
+    vgg_units = ADLNet("vgg16", 3, large_feature_map=True).backbone.unit_names
     assert [vgg_units[vgg_units.index(u) + 1] for u in ("pool3", "conv4", "conv5")] == [
         "pool3_inserted", "conv4_inserted", "conv5_inserted"]
 
@@ -131,7 +133,8 @@ def test_eval_forward_equals_the_cam_network_with_the_same_weights() -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x).logits, cam.eval()(x).logits)
-        assert not torch.allclose(net.train()(x).logits, cam.train()(x).logits)  # the drop masks act in training
+        # the drop masks act in training
+        assert not torch.allclose(net.train()(x).logits, cam.train()(x).logits)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -148,10 +151,11 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     assert logits.shape == (2, 5) and maps.shape == (2, 4, 4)
 
 
-def test_bf16_autocast_gives_finite_loss_and_maps() -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_gives_finite_loss_and_maps(dtype: torch.dtype) -> None:
     model = ADL(num_classes=4, backbone="resnet18", drop_rate=0.5, draw="sample")
     x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 3, 1, 2])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         loss = model.training_losses({"image": x, "label": y})["ce"]
         model.eval()
         _, maps = model.localization_maps(x, y)
@@ -167,8 +171,8 @@ def test_cli_fit_then_test(tmp_path: Path) -> None:
 
     main(["fit", *tiny_cli_args("experiments/adl.yaml", str(tmp_path / "fit"))])
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
-    cli = main(["test", *tiny_cli_args("experiments/adl.yaml", str(tmp_path / "test")), "--ckpt_path", str(ckpt),
-                "--trainer.limit_test_batches", "1"])
+    args = tiny_cli_args("experiments/adl.yaml", str(tmp_path / "test"))
+    cli = main(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
     assert isinstance(cli.model, ADL) and cli.model.hparams.drop_threshold == 0.9
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from wsol_lightning.data.batch import collate
 from wsol_lightning.data.datasets.base import WSOLDataset
+from wsol_lightning.data.datasets.folder import ImageFolderDataset
 from wsol_lightning.data.datasets.synthetic import SyntheticDataset
 from wsol_lightning.data.datasets.synthetic_mri import SyntheticMRIDataset
 from wsol_lightning.data.samplers import ClassPairedSampler, UnpaddedDistributedSampler, dataset_labels
@@ -59,6 +60,9 @@ class WSOLDataModule(pl.LightningDataModule):
             ``batch_size``; evaluation loaders are unchanged.
         different_class_pairs: with ``pair_sampling``, how many of the ``batch_size // 2`` pairs of
             a training batch hold two different classes (the rest are same-class pairs).
+        predict_dir: folder of images for ``predict`` (any size, grayscale, RGBA, 16-bit, EXIF
+            orientation applied; see :class:`~wsol_lightning.data.datasets.folder.ImageFolderDataset`);
+            ``None``: ``predict`` serves the test split.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class WSOLDataModule(pl.LightningDataModule):
         mri_modality: str = "flair",
         pair_sampling: bool = False,
         different_class_pairs: int = 0,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -102,7 +107,9 @@ class WSOLDataModule(pl.LightningDataModule):
 
     # -- dataset construction -------------------------------------------------------------
     def build_dataset(self, split: str) -> WSOLDataset:
-        """Build (uncached) one split of the configured dataset."""
+        """Build (uncached) one split of the configured dataset (``predict``: the ``predict_dir`` folder)."""
+        if split == "predict":
+            return ImageFolderDataset(self.hparams.predict_dir, self.crop_size)
         if self.dataset == "synthetic":
             hp = self.hparams
             length = {
@@ -164,11 +171,15 @@ class WSOLDataModule(pl.LightningDataModule):
         return self.get_dataset("val").class_names()
 
     def setup(self, stage: str) -> None:
-        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}[stage]
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self._predict_split]}[stage]
         for split in splits:
             self.get_dataset(split)
 
     # -- loaders --------------------------------------------------------------------------
+    @property
+    def _predict_split(self) -> str:
+        return "predict" if self.hparams.predict_dir is not None else "test"
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.get_dataset(split)
         sampler = None
@@ -186,7 +197,7 @@ class WSOLDataModule(pl.LightningDataModule):
             shuffle=train and not paired,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=ImageFolderDataset.collate if isinstance(dataset, ImageFolderDataset) else collate,
             drop_last=train and not paired and len(dataset) > self.batch_size,
             persistent_workers=self.num_workers > 0,
             generator=generator,
@@ -209,6 +220,7 @@ class WSOLDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        """The ``predict_dir`` folder when set (batches add ``path`` and ``failed``), else the test split."""
+        return self._loader(self._predict_split, train=False)
 
 

@@ -1,4 +1,4 @@
-"""The reference's boxes at every CAM threshold from one sweep over the 256 quantized levels.
+"""The reference's boxes at every CAM threshold from sweeps over the 256 quantized levels.
 
 The reference (wsolevaluation ``compute_bboxes_from_scoremaps``) runs ``cv2.findContours`` with
 ``RETR_TREE`` / ``CHAIN_APPROX_SIMPLE`` once per threshold. Foreground sets ``q > T`` are nested,
@@ -6,7 +6,7 @@ so the kernels here grow them level by level with union-find and report, for eve
 which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
 
 * ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
-  minimax level of 4-paths to the outside (grayscale hole filling by reconstruction).
+  minimax level of 4-paths to the outside (a priority flood from the frame).
 * multi-contour (V2): one box per 8-connected foreground component,
   ``[minx, miny, min(maxx + 1, W - 1), min(maxy + 1, H - 1)]`` (OpenCV's bounding rectangle of
   the outer contour, with the reference's off-by-one), and one per hole, a 4-connected
@@ -32,13 +32,53 @@ when a metric first updates.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 LEVELS = 256
 
-# Rows of the int32 per-pixel bookkeeping array (padded grid).
-STAMP, FIRST, POSITION, LINK = range(4)
+
+class Workspace(NamedTuple):
+    """Per-pixel arrays shared by the kernels of one batch; grids are padded by one pixel."""
+
+    qpad: np.ndarray  # uint8 grid: quantized map, padding 0
+    epad: np.ndarray  # uint8 grid: exterior level e, padding 0
+    added: np.ndarray  # uint8 grid: pixel is in the current set (or visited, in the flood)
+    parent: np.ndarray  # int32 grid: union-find parent
+    box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
+    stamp: np.ndarray  # int32 grid: last level a root was touched
+    first: np.ndarray  # int32 grid: a root's first pixel in raster order (v1); dying-list link (holes)
+    position: np.ndarray  # int32 grid: a root's slot in the active list (v1); flood queue link
+    wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
+    xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
+    order: np.ndarray  # int32 [H * W]: pixels grouped by level
+    coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
+    touched: np.ndarray  # int32 [H * W]: roots touched in a level (V2); active roots (v1)
+    starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
+
+
+def _workspace(height: int, width: int) -> Workspace:
+    padded = (height + 2) * (width + 2)
+    xy = np.zeros((height + 2, width + 2), np.int32)
+    xy[1:-1, 1:-1] = (np.arange(height, dtype=np.int32)[:, None] << 16) | np.arange(width, dtype=np.int32)[None, :]
+    return Workspace(
+        qpad=np.zeros(padded, np.uint8),
+        epad=np.zeros(padded, np.uint8),
+        added=np.zeros(padded, np.uint8),
+        parent=np.empty(padded, np.int32),
+        box=np.empty((padded, 4), np.int32),
+        stamp=np.empty(padded, np.int32),
+        first=np.empty(padded, np.int32),
+        position=np.empty(padded, np.int32),
+        wide=np.empty(padded, np.int64),
+        xy=xy.ravel(),
+        order=np.empty(height * width, np.int32),
+        coords=np.empty(height * width, np.int32),
+        touched=np.empty(height * width, np.int32),
+        starts=np.empty(LEVELS + 1, np.int64),
+    )
 
 
 def _ring_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,40 +192,39 @@ def _mask_of_counts(counts: np.ndarray) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_pixels(qpad, epad, basin_only, height, width, order, coords, starts) -> None:
-    """Counting sort of the image's padded indices by ``q`` (optionally only where ``e > q``).
+def _sort_pixels(ws: Workspace, height: int, width: int, basin_only: bool) -> None:
+    """Counting sort of the image pixels by ``q`` (only those with ``e > q`` if ``basin_only``).
 
-    Pixels of level ``v`` are ``order[starts[v]:starts[v + 1]]`` in raster order, with their
-    coordinates packed as ``y << 16 | x`` in ``coords``.
+    Fills ``ws.order`` (padded indices, raster order within a level), ``ws.coords`` and
+    ``ws.starts``.
     """
+    qpad, epad, starts = ws.qpad, ws.epad, ws.starts
     stride = width + 2
     starts[:] = 0
-    for y in range(height):
-        for p in range((y + 1) * stride + 1, (y + 1) * stride + 1 + width):
+    for y in range(1, height + 1):
+        for p in range(y * stride + 1, y * stride + 1 + width):
             if not basin_only or epad[p] > qpad[p]:
                 starts[qpad[p] + 1] += 1
     for v in range(LEVELS):
         starts[v + 1] += starts[v]
     fill = starts[:LEVELS].copy()
-    for y in range(height):
-        base = (y + 1) * stride + 1
-        for x in range(width):
-            p = base + x
+    for y in range(1, height + 1):
+        for p in range(y * stride + 1, y * stride + 1 + width):
             if not basin_only or epad[p] > qpad[p]:
                 k = fill[qpad[p]]
-                order[k] = p
-                coords[k] = (y << 16) | x
+                ws.order[k] = p
+                ws.coords[k] = ws.xy[p]
                 fill[qpad[p]] = k + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _exterior_levels(qpad, epad, visited, following, xy, height, width, record, order, coords, starts) -> None:
-    """``e`` (see module docstring) by a priority flood from the frame with a bucket queue.
+def _exterior_levels(ws: Workspace, height: int, width: int, record: bool) -> None:
+    """``ws.epad`` = ``e`` (see module docstring) by a priority flood from the frame (bucket queue).
 
     Pixels leave the queue in nondecreasing ``e``; with ``record`` that order is written to
-    ``order``/``coords``/``starts`` (pixels of level ``v`` are ``order[starts[v]:starts[v + 1]]``).
-    The padding keeps ``e = 0`` and is never queued.
+    ``ws.order``/``ws.coords``/``ws.starts`` as by :func:`_sort_pixels`. Padding is never queued.
     """
+    qpad, epad, visited, following = ws.qpad, ws.epad, ws.added, ws.position
     stride = width + 2
     visited[:] = 1
     for y in range(1, height + 1):
@@ -202,13 +241,13 @@ def _exterior_levels(qpad, epad, visited, following, xy, height, width, record, 
             head[level] = p
     n = 0
     for v in range(LEVELS):
-        starts[v] = n
+        ws.starts[v] = n
         while head[v] >= 0:
             p = head[v]
             head[v] = following[p]
             if record:
-                order[n] = p
-                coords[n] = xy[p]
+                ws.order[n] = p
+                ws.coords[n] = ws.xy[p]
                 n += 1
             for other in (p - stride, p + stride, p - 1, p + 1):
                 if visited[other]:
@@ -218,7 +257,12 @@ def _exterior_levels(qpad, epad, visited, following, xy, height, width, record, 
                 epad[other] = level
                 following[other] = head[level]
                 head[level] = other
-    starts[LEVELS] = n
+    ws.starts[LEVELS] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _ring(stride: int) -> np.ndarray:
+    return np.array([-stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1, -stride - 1], np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -230,32 +274,29 @@ def _ring_mask(added: np.ndarray, p: int, ring: np.ndarray) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _ring(stride: int) -> np.ndarray:
-    return np.array([-stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1, -stride - 1], np.int64)
+def _start(ws: Workspace, p: int, xy: int) -> None:
+    ws.parent[p] = p
+    ws.box[p, 0] = xy & 0xFFFF
+    ws.box[p, 1] = xy >> 16
+    ws.box[p, 2] = xy & 0xFFFF
+    ws.box[p, 3] = xy >> 16
 
 
 @numba.njit(cache=True, nogil=True)
-def _start(parent: np.ndarray, box: np.ndarray, p: int, x: int, y: int) -> None:
-    parent[p] = p
-    box[p, 0] = x
-    box[p, 1] = y
-    box[p, 2] = x
-    box[p, 3] = y
+def _attach(ws: Workspace, p: int, xy: int, root: int) -> None:
+    box = ws.box
+    ws.parent[p] = root
+    box[root, 0] = min(box[root, 0], xy & 0xFFFF)
+    box[root, 1] = min(box[root, 1], xy >> 16)
+    box[root, 2] = max(box[root, 2], xy & 0xFFFF)
+    box[root, 3] = max(box[root, 3], xy >> 16)
 
 
 @numba.njit(cache=True, nogil=True)
-def _attach(parent: np.ndarray, box: np.ndarray, p: int, x: int, y: int, root: int) -> None:
-    parent[p] = root
-    box[root, 0] = min(box[root, 0], x)
-    box[root, 1] = min(box[root, 1], y)
-    box[root, 2] = max(box[root, 2], x)
-    box[root, 3] = max(box[root, 3], y)
-
-
-@numba.njit(cache=True, nogil=True)
-def _union(parent: np.ndarray, box: np.ndarray, root: int, other: int) -> None:
+def _union(ws: Workspace, root: int, other: int) -> None:
     """Hang root ``other`` under root ``root``, merging bounding boxes."""
-    parent[other] = root
+    box = ws.box
+    ws.parent[other] = root
     box[root, 0] = min(box[root, 0], box[other, 0])
     box[root, 1] = min(box[root, 1], box[other, 1])
     box[root, 2] = max(box[root, 2], box[other, 2])
@@ -263,27 +304,27 @@ def _union(parent: np.ndarray, box: np.ndarray, root: int, other: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _component_masks(height, width, order, coords, starts, gt, deltas, parent, added, box, aux, counted, touched, out):
+def _component_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
     """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
 
-    ``counted[r]`` is the mask root ``r`` contributes to ``counts``: a root absorbed by a merge
-    withdraws it at once, a grown root is re-evaluated at the end of the level.
+    ``ws.order`` holds every pixel by ``q``. ``counted[r]`` is the mask root ``r`` contributes
+    to ``counts``: a root absorbed by a merge withdraws it at once, a grown root is re-evaluated
+    at the end of the level.
     """
     ring = _ring(width + 2)
-    stamp = aux[STAMP]
+    parent, added, box, stamp, counted, touched = ws.parent, ws.added, ws.box, ws.stamp, ws.wide, ws.touched
     added[:] = 0
     stamp[:] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS - 1, 0, -1):
         n_touched = 0
-        for i in range(starts[v], starts[v + 1]):
-            p = np.int64(order[i])
-            x = coords[i] & 0xFFFF
-            y = coords[i] >> 16
+        for i in range(ws.starts[v], ws.starts[v + 1]):
+            p = np.int64(ws.order[i])
+            xy = ws.coords[i]
             present = _ring_mask(added, p, ring)
             added[p] = 1
             if present == 0:
-                _start(parent, box, p, x, y)
+                _start(ws, p, xy)
                 counted[p] = 0
                 root = p
             else:
@@ -291,9 +332,9 @@ def _component_masks(height, width, order, coords, starts, gt, deltas, parent, a
                 for k in range(1, N_RUNS[present]):
                     other = _find(parent, p + ring[RUNS[present, k]])
                     if other != root:
-                        _union(parent, box, root, other)
+                        _union(ws, root, other)
                         _count_mask(counts, counted[other], -1)
-                _attach(parent, box, p, x, y, root)
+                _attach(ws, p, xy, root)
             if stamp[root] != v:
                 stamp[root] = v
                 touched[n_touched] = root
@@ -309,16 +350,16 @@ def _component_masks(height, width, order, coords, starts, gt, deltas, parent, a
 
 
 @numba.njit(cache=True, nogil=True)
-def _hole_masks(height, width, order, coords, starts, epad, gt, deltas, parent, added, box, aux, counted, touched, out):
+def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
     """``out[T]`` = hit mask of the hole boxes at cut ``T``: 4-components of ``{q <= T < e}``.
 
-    ``order`` holds only the pixels with ``e > q``, by ``q``. A component shares one ``e`` and
+    ``ws.order`` holds only the pixels with ``e > q``, by ``q``. A component shares one ``e`` and
     stops being a hole at cut ``e`` (it opens to the outside); it is then withdrawn through the
-    list of roots dying at that level (``aux[LINK]``; entries of absorbed roots are skipped).
+    list of roots dying at that level (links in ``ws.first``; entries of absorbed roots are skipped).
     """
     stride = width + 2
-    stamp = aux[STAMP]
-    link = aux[LINK]
+    parent, added, box, stamp, counted, touched, epad = ws.parent, ws.added, ws.box, ws.stamp, ws.wide, ws.touched, ws.epad
+    link = ws.first
     added[:] = 0
     stamp[:] = -1
     link[:] = -2
@@ -332,10 +373,8 @@ def _hole_masks(height, width, order, coords, starts, epad, gt, deltas, parent, 
                 counted[r] = 0
             r = link[r]
         n_touched = 0
-        for i in range(starts[v], starts[v + 1]):
-            p = np.int64(order[i])
-            x = coords[i] & 0xFFFF
-            y = coords[i] >> 16
+        for i in range(ws.starts[v], ws.starts[v + 1]):
+            p = np.int64(ws.order[i])
             root = -1
             for other in (p - stride, p + stride, p - 1, p + 1):
                 if not added[other] or epad[other] <= v:
@@ -344,15 +383,15 @@ def _hole_masks(height, width, order, coords, starts, epad, gt, deltas, parent, 
                 if root < 0:
                     root = other
                 elif other != root:
-                    _union(parent, box, root, other)
+                    _union(ws, root, other)
                     _count_mask(counts, counted[other], -1)
             added[p] = 1
             if root < 0:
-                _start(parent, box, p, x, y)
+                _start(ws, p, ws.coords[i])
                 counted[p] = 0
                 root = p
             else:
-                _attach(parent, box, p, x, y, root)
+                _attach(ws, p, ws.coords[i], root)
             if stamp[root] != v:
                 stamp[root] = v
                 touched[n_touched] = root
@@ -374,30 +413,28 @@ def _hole_masks(height, width, order, coords, starts, epad, gt, deltas, parent, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _largest_masks(height, width, order, coords, starts, gt, deltas, parent, added, box, aux, area2, active, out):
+def _largest_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
     """``out[T]`` = hit mask of the box of the largest-area outer contour at cut ``T`` (v1).
 
-    ``order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls.
+    ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls.
     """
     ring = _ring(width + 2)
-    first = aux[FIRST]
-    position = aux[POSITION]
+    parent, added, box, first, position, area2, active = ws.parent, ws.added, ws.box, ws.first, ws.position, ws.wide, ws.touched
     added[:] = 0
     n_active = 0
     previous = 0
     for v in range(LEVELS - 1, 0, -1):
-        if starts[v] == starts[v + 1]:
+        if ws.starts[v] == ws.starts[v + 1]:
             out[v - 1] = previous
             continue
-        for i in range(starts[v], starts[v + 1]):
-            p = np.int64(order[i])
-            x = coords[i] & 0xFFFF
-            y = coords[i] >> 16
-            raster = y * width + x
+        for i in range(ws.starts[v], ws.starts[v + 1]):
+            p = np.int64(ws.order[i])
+            xy = ws.coords[i]
+            raster = (xy >> 16) * width + (xy & 0xFFFF)
             present = _ring_mask(added, p, ring)
             added[p] = 1
             if present == 0:
-                _start(parent, box, p, x, y)
+                _start(ws, p, xy)
                 area2[p] = 0
                 first[p] = raster
                 active[n_active] = p
@@ -409,14 +446,14 @@ def _largest_masks(height, width, order, coords, starts, gt, deltas, parent, add
                 other = _find(parent, p + ring[RUNS[present, k]])
                 if other == root:
                     continue
-                _union(parent, box, root, other)
+                _union(ws, root, other)
                 area2[root] += area2[other]
                 first[root] = min(first[root], first[other])
                 n_active -= 1
                 last = active[n_active]
                 active[position[other]] = last
                 position[last] = position[other]
-            _attach(parent, box, p, x, y, root)
+            _attach(ws, p, xy, root)
             area2[root] += GAIN[present]
             first[root] = min(first[root], raster)
         best = active[0]
@@ -432,13 +469,44 @@ def _largest_masks(height, width, order, coords, starts, gt, deltas, parent, add
 
 
 @numba.njit(cache=True, nogil=True)
+def _level_hit_masks(
+    ws: Workspace, quantized: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, deltas: np.ndarray, multi_contour: bool
+) -> np.ndarray:
+    n_maps, height, width = quantized.shape
+    stride = width + 2
+    out = np.zeros((n_maps, LEVELS), np.int64)
+    components = np.zeros(LEVELS, np.int64)
+    holes = np.zeros(LEVELS, np.int64)
+    for i in range(n_maps):
+        top = 0
+        for y in range(height):
+            for x in range(width):
+                value = quantized[i, y, x]
+                ws.qpad[(y + 1) * stride + 1 + x] = value
+                top = max(top, np.int64(value))
+        boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
+        _exterior_levels(ws, height, width, not multi_contour)
+        if multi_contour:
+            _sort_pixels(ws, height, width, False)
+            _component_masks(ws, height, width, boxes, deltas, components)
+            _sort_pixels(ws, height, width, True)
+            _hole_masks(ws, height, width, boxes, deltas, holes)
+        else:
+            _largest_masks(ws, height, width, boxes, deltas, components)
+            holes[:] = 0
+        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
+        for cut in range(LEVELS):
+            out[i, cut] = components[cut] | holes[cut] if cut < top else empty
+    return out
+
+
 def level_hit_masks(
     quantized: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, deltas: np.ndarray, multi_contour: bool
 ) -> np.ndarray:
     """Per map and integer cut ``T`` (0..255), the bit mask of IoU thresholds some box reaches.
 
     Args:
-        quantized: uint8 maps ``[N, H, W]``, ``q = uint8(255 * normalized)``, ``H, W < 65536``.
+        quantized: uint8 maps ``[N, H, W]``, ``q = uint8(255 * normalized)``, ``H, W < 32768``.
         gt: int64 GT boxes of all maps ``[M, 4]``, inclusive ``x0, y0, x1, y1``.
         gt_offsets: int64 ``[N + 1]``; map ``i`` owns ``gt[gt_offsets[i]:gt_offsets[i + 1]]``.
         deltas: int64 IoU thresholds in percent ``[D]`` (``D <= 63``).
@@ -449,52 +517,14 @@ def level_hit_masks(
         some box of map ``i`` reaches IoU ``deltas[d]`` with some GT box. Cuts at or above the
         map's maximum use the reference's ``[0, 0, 0, 0]`` box.
     """
-    n_maps, height, width = quantized.shape
-    stride = width + 2
-    padded = (height + 2) * stride
-    parent = np.empty(padded, np.int32)
-    added = np.zeros(padded, np.uint8)
-    box = np.empty((padded, 4), np.int32)
-    aux = np.empty((4, padded), np.int32)
-    wide = np.empty(padded, np.int64)
-    qpad = np.zeros(padded, np.uint8)
-    epad = np.zeros(padded, np.uint8)
-    following = np.empty(padded, np.int32)
-    xy = np.zeros(padded, np.int32)
-    for y in range(height):
-        for x in range(width):
-            xy[(y + 1) * stride + 1 + x] = (y << 16) | x
-    order = np.empty(height * width, np.int32)
-    coords = np.empty(height * width, np.int32)
-    touched = np.empty(height * width, np.int32)
-    starts = np.empty(LEVELS + 1, np.int64)
-    out = np.zeros((n_maps, LEVELS), np.int64)
-    components = np.zeros(LEVELS, np.int64)
-    holes = np.zeros(LEVELS, np.int64)
-    for i in range(n_maps):
-        top = 0
-        for y in range(height):
-            for x in range(width):
-                value = quantized[i, y, x]
-                qpad[(y + 1) * stride + 1 + x] = value
-                top = max(top, np.int64(value))
-        boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
-        _exterior_levels(qpad, epad, added, following, xy, height, width, not multi_contour, order, coords, starts)
-        if multi_contour:
-            _sort_pixels(qpad, epad, False, height, width, order, coords, starts)
-            _component_masks(
-                height, width, order, coords, starts, boxes, deltas, parent, added, box, aux, wide, touched, components
-            )
-            _sort_pixels(qpad, epad, True, height, width, order, coords, starts)
-            _hole_masks(
-                height, width, order, coords, starts, epad, boxes, deltas, parent, added, box, aux, wide, touched, holes
-            )
-        else:
-            _largest_masks(
-                height, width, order, coords, starts, boxes, deltas, parent, added, box, aux, wide, touched, components
-            )
-            holes[:] = 0
-        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
-        for cut in range(LEVELS):
-            out[i, cut] = components[cut] | holes[cut] if cut < top else empty
-    return out
+    _, height, width = quantized.shape
+    if not (0 < height < 32768 and 0 < width < 32768):
+        raise ValueError(f"maps must be 1 to 32767 pixels high and wide, got {height}x{width}")
+    return _level_hit_masks(
+        _workspace(height, width),
+        np.ascontiguousarray(quantized, dtype=np.uint8),
+        np.ascontiguousarray(gt, dtype=np.int64),
+        np.ascontiguousarray(gt_offsets, dtype=np.int64),
+        np.ascontiguousarray(deltas, dtype=np.int64),
+        bool(multi_contour),
+    )

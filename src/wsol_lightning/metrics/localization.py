@@ -15,13 +15,17 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from wsol_lightning.metrics.functional import (
-    as_numpy_float64,
-    cam_thresholds,
-    threshold_cuts,
-)
+from wsol_lightning.metrics.functional import as_numpy_float64, cam_thresholds, threshold_cuts
 
 BoxesLike = Sequence[torch.Tensor | np.ndarray | Sequence[Sequence[int]]] | torch.Tensor | np.ndarray
+
+
+def _iou_thresholds(values: Sequence[int]) -> tuple[int, ...]:
+    """Validate IoU thresholds: 1 to 63 integers in [0, 100] (percent)."""
+    deltas = tuple(values)
+    if not deltas or len(deltas) > 63 or any(int(d) != d or not 0 <= d <= 100 for d in deltas):
+        raise ValueError(f"iou_thresholds must be 1 to 63 integers in [0, 100], got {values}")
+    return tuple(int(d) for d in deltas)
 
 
 def _gt_boxes(boxes: BoxesLike, n_maps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,12 +82,14 @@ def threshold_hits(
     if maps.ndim != 3 or 0 in maps.shape[1:]:
         raise ValueError(f"cams must have shape [N, H, W] with H, W >= 1, got {tuple(maps.shape)}")
     gt, offsets = _gt_boxes(boxes, len(maps))
-    deltas = np.asarray(iou_thresholds, dtype=np.int64)
+    deltas = np.asarray(_iou_thresholds(iou_thresholds), dtype=np.int64)
+    if len(maps) == 0:
+        return np.zeros((0, len(deltas), len(thresholds)), dtype=bool)
     quantized, status = quantize_maps(maps)
     if (status == 2).any():
         raise ValueError("a CAM contains +-inf; only NaN maps (set to zeros) and finite maps are accepted")
     masks = level_hit_masks(quantized, gt, offsets, deltas, bool(multi_contour))
-    cuts = threshold_cuts(thresholds, quantized.reshape(len(maps), -1).max(axis=1, initial=0))
+    cuts = threshold_cuts(thresholds, quantized.reshape(len(maps), -1).max(axis=1))
     per_threshold = np.take_along_axis(masks, cuts, axis=1)
     return ((per_threshold[:, None, :] >> np.arange(len(deltas))[None, :, None]) & 1).astype(bool)
 
@@ -130,10 +136,7 @@ class MaxBoxAccV2(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        deltas = tuple(iou_thresholds)
-        if not deltas or len(deltas) > 63 or any(int(d) != d or not 0 <= d <= 100 for d in deltas):
-            raise ValueError(f"iou_thresholds must be 1 to 63 integers in [0, 100], got {iou_thresholds}")
-        self.iou_thresholds = tuple(int(d) for d in deltas)
+        self.iou_thresholds = _iou_thresholds(iou_thresholds)
         self.cam_curve_interval = float(cam_curve_interval)
         self.multi_contour = bool(multi_contour)
         self.thresholds = cam_thresholds(self.cam_curve_interval)
@@ -154,12 +157,9 @@ class MaxBoxAccV2(Metric):
         self.hits += torch.from_numpy(hits.sum(axis=0)).to(self.hits.device)
         self.count += hits.shape[0]
 
-    def _check_count(self) -> None:
+    def _curve(self) -> torch.Tensor:
         if int(self.count) == 0:
             raise RuntimeError(f"{type(self).__name__}.compute() needs at least one image; none was given")
-
-    def _curve(self) -> torch.Tensor:
-        self._check_count()
         return self.hits.double() * 100.0 / float(self.count)
 
     def compute(self) -> torch.Tensor:

@@ -178,10 +178,16 @@ class WSOLModule(pl.LightningModule):
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct1 = (top5[:, 0] == labels).cpu()
         correct5 = (top5 == labels[:, None]).any(dim=1).cpu()
-        metrics["maxboxacc_v2"].update(cams_t, boxes)
-        metrics["gt_known_loc"].update(cams_t, boxes)
-        metrics["top1_loc"].update(cams_t, boxes, correct1)
-        metrics["top5_loc"].update(cams_t, boxes, correct5)
+        # Box metrics are defined on images with an object (an MRI slice without tumour has no box).
+        boxed = (batch["num_boxes"] > 0).cpu()
+        if boxed.any():
+            keep = boxed.nonzero().flatten()
+            box_cams, box_gt = cams_t[keep], [boxes[i] for i in keep.tolist()]
+            metrics["maxboxacc_v2"].update(box_cams, box_gt)
+            metrics["gt_known_loc"].update(box_cams, box_gt)
+            metrics["top1_loc"].update(box_cams, box_gt, correct1[keep])
+            metrics["top5_loc"].update(box_cams, box_gt, correct5[keep])
+            self._has_boxes = True
         if "mask" in batch:
             pxap.update(cams_t, batch["mask"].cpu())
             self._has_masks = True
@@ -196,21 +202,30 @@ class WSOLModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluation_step(batch, "test")
 
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` OR-ed over DDP ranks (every rank must take the same metric branches)."""
+        total = self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum")
+        return bool(total > 0)
+
     def _evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
         pxap = self.val_pxap if stage == "val" else self.test_pxap
         values = {f"{stage}/{k}": v for k, v in accuracy.compute().items()}
-        values.update({f"{stage}/{k}": v for k, v in metrics.compute().items()})
-        box_metric: MaxBoxAccV2 = metrics["maxboxacc_v2"]
-        for iou, (acc, _threshold) in box_metric.compute_per_iou().items():
-            values[f"{stage}/maxboxacc_iou{iou}"] = torch.as_tensor(acc)
-        if getattr(self, "_has_masks", False):
+        has_boxes, has_masks, has_parts = (
+            self._any_rank(getattr(self, flag, False)) for flag in ("_has_boxes", "_has_masks", "_has_parts")
+        )
+        if has_boxes:
+            values.update({f"{stage}/{k}": v for k, v in metrics.compute().items()})
+            box_metric: MaxBoxAccV2 = metrics["maxboxacc_v2"]
+            for iou, (acc, _threshold) in box_metric.compute_per_iou().items():
+                values[f"{stage}/maxboxacc_iou{iou}"] = torch.as_tensor(acc)
+        if has_masks:
             values[f"{stage}/pxap"] = pxap.compute()
         part_focus = self.val_part_focus if stage == "val" else self.test_part_focus
-        if getattr(self, "_has_parts", False):
+        if has_parts:
             values.update({f"{stage}/{k}": v for k, v in part_focus.compute().items()})
-        if stage == "val" and not self.trainer.sanity_checking:
+        if stage == "val" and not self.trainer.sanity_checking and has_boxes:
             self.cam_threshold.fill_(float(metrics["gt_known_loc"].best_threshold()))
         values = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
         shown = {f"{stage}/{k}" for k in ("maxboxacc_v2", "top1_loc", "cls_top1")}
@@ -220,7 +235,7 @@ class WSOLModule(pl.LightningModule):
         accuracy.reset()
         pxap.reset()
         part_focus.reset()
-        self._has_masks = self._has_parts = False
+        self._has_masks = self._has_parts = self._has_boxes = False
         return values
 
     def on_validation_epoch_end(self) -> None:
@@ -232,7 +247,11 @@ class WSOLModule(pl.LightningModule):
     # -- prediction -----------------------------------------------------------------------
     @torch.no_grad()
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Top-1 class, its score and its localization map (normalized, at the image size)."""
+        """Top-1 class, its score, every class's probability and the top-1 class's map.
+
+        The map is the raw localization map resized to the image size (not normalized), as the
+        evaluation feeds it to the metrics.
+        """
         images = batch["image"]
         logits = self(images)
         classes = logits.argmax(dim=1)
@@ -242,6 +261,7 @@ class WSOLModule(pl.LightningModule):
             "image_id": batch["image_id"],
             "class": classes.cpu(),
             "score": F.softmax(logits, dim=1).gather(1, classes[:, None]).squeeze(1).cpu(),
+            "probabilities": F.softmax(logits.float(), dim=1).cpu(),
             "cam": torch.from_numpy(resized),
         }
 

@@ -1,4 +1,4 @@
-"""ACoL: Adversarial Complementary Learning for Weakly Supervised Object Localization (Zhang et al., CVPR 2018)."""
+"""ACoL: Adversarial Complementary Learning for WSOL (Zhang et al., CVPR 2018)."""
 
 from wsol_lightning.models.acol.lightning_model import ACoL
 from wsol_lightning.models.acol.torch_model import (

@@ -60,7 +60,9 @@ class ACoL(WSOLModule):
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return acol_losses(self.model(batch["image"], batch["label"]), batch["label"])
 
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def localization_maps(
+        self, images: torch.Tensor, classes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.localization_maps(images, classes)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -75,5 +77,6 @@ class ACoL(WSOLModule):
             weights = [p for p in group["params"] if id(p) not in bias_ids]
             biases = [p for p in group["params"] if id(p) in bias_ids]
             split.append({**group, "params": weights})
-            split.append({**group, "params": biases, "lr": group["lr"] * multiplier, "name": f"{group['name']}_bias"})
+            bias_group = {"params": biases, "lr": group["lr"] * multiplier, "name": f"{group['name']}_bias"}
+            split.append({**group, **bias_group})
         return [g for g in split if g["params"]]

@@ -74,7 +74,9 @@ def erase_mask(class_maps: torch.Tensor, classes: torch.Tensor, erase_threshold:
     return (attention >= erase_threshold).unsqueeze(1)
 
 
-def fused_localization_map(class_maps: torch.Tensor, class_maps_erased: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def fused_localization_map(
+    class_maps: torch.Tensor, class_maps_erased: torch.Tensor, classes: torch.Tensor
+) -> torch.Tensor:
     """ACoL's map of class ``classes[b]``: ``max(norm(M^A_c), norm(M^B_c))``, float32 ``[B, h, w]`` in [0, 1].
 
     Each branch is min-max normalized separately first, then fused by the element-wise max.
@@ -142,7 +144,9 @@ class ACoLNet(nn.Module):
             if name in units:
                 units[name] = nn.MaxPool2d(3, stride=2, padding=1)
         stride_one_after = ["conv4", "conv5"] if large_feature_map else ["conv5"]
-        self.backbone.insert_after(stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1))
+        self.backbone.insert_after(
+            stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1)
+        )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The shared feature map ``F`` both classifiers read."""
@@ -160,7 +164,9 @@ class ACoLNet(nn.Module):
         maps_erased = self.classifier_erased(features.masked_fill(mask, 0.0))
         return ACoLOutput(logits, global_average(maps_erased), maps, maps_erased, mask, classes)
 
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def localization_maps(
+        self, images: torch.Tensor, classes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A's logits and the fused map of ``classes[b]`` (B erased with A's map of that class)."""
         out = self(images, classes)
         return out.logits, fused_localization_map(out.class_maps, out.class_maps_erased, classes)

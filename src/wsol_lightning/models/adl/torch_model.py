@@ -63,7 +63,8 @@ class ADLNet(CAMNet):
         if unknown:
             raise ValueError(
                 f"adl_positions has unknown units {sorted(unknown)}; {backbone} "
-                f"(large_feature_map={large_feature_map}) has {self.backbone.unit_names} and {NECK_POSITION!r}"
+                f"(large_feature_map={large_feature_map}) has {self.backbone.unit_names} "
+                f"and {NECK_POSITION!r}"
             )
 
         def make_adl(_unit: str = "", _channels: int = 0) -> AttentionBasedDropout:

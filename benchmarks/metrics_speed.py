@@ -1,0 +1,163 @@
+"""Speed of the box metrics against a per-threshold OpenCV evaluator, with identical results (issue 2).
+
+The OpenCV side is the standard evaluator's structure (wsolevaluation ``BoxEvaluator``): per image,
+normalize, then per CAM threshold ``cv2.threshold`` + ``cv2.findContours`` (RETR_TREE,
+CHAIN_APPROX_SIMPLE) + boxes (all contours, or the largest by ``cv2.contourArea``) + IoU against
+the GT boxes. The other side is ``MaxBoxAccV2.update`` in batches of 50. Both run single-threaded
+in this process on the same maps, interleaved chunk by chunk; the hit counts per (IoU threshold,
+CAM threshold) must be identical or the script fails.
+
+Maps: smooth 224x224 maps (random 14x14 maps resized with the reference's bicubic, like CAMs) and
+white-noise 224x224 maps (thousands of components per threshold); 1-2 random GT boxes each.
+
+Usage (by hand; a full run takes several minutes on an idle core):
+
+    PYTHONPATH=src python benchmarks/metrics_speed.py --smooth 1000 --noise 50
+"""
+
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import cv2  # noqa: E402
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from wsol_lightning.metrics import MaxBoxAccV2, resize_cam  # noqa: E402
+
+CHUNK = 50
+SIZE = 224
+
+
+def opencv_hits(
+    cams: np.ndarray, boxes: list[np.ndarray], thresholds: np.ndarray, deltas: tuple[int, ...], multi_contour: bool
+) -> np.ndarray:
+    """Hit counts ``[D, K]`` with one contour search per threshold per image."""
+    counts = np.zeros((len(deltas), len(thresholds)), dtype=np.int64)
+    limits = np.asarray(deltas, dtype=np.int64)[:, None]
+    for cam, gt in zip(cams, boxes):
+        if np.isnan(cam).any() or cam.min() == cam.max():
+            scoremap = np.zeros_like(cam)
+        else:
+            scoremap = cam - cam.min()
+            scoremap = scoremap / scoremap.max()
+        image = (scoremap * 255).astype(np.uint8)
+        top = image.max()
+        height, width = image.shape
+        gt_area = (gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)
+        for k, threshold in enumerate(thresholds):
+            _, binary = cv2.threshold(image, int(threshold * top), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+            if not contours:
+                found = np.zeros((1, 4), dtype=np.int64)
+            else:
+                if not multi_contour:
+                    contours = [max(contours, key=cv2.contourArea)]
+                rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64)
+                found = np.stack(
+                    [
+                        rects[:, 0],
+                        rects[:, 1],
+                        np.minimum(rects[:, 0] + rects[:, 2], width - 1),
+                        np.minimum(rects[:, 1] + rects[:, 3], height - 1),
+                    ],
+                    axis=1,
+                )
+            inter_w = np.minimum(found[:, None, 2], gt[None, :, 2]) - np.maximum(found[:, None, 0], gt[None, :, 0]) + 1
+            inter_h = np.minimum(found[:, None, 3], gt[None, :, 3]) - np.maximum(found[:, None, 1], gt[None, :, 1]) + 1
+            inter = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
+            area = (found[:, 2] - found[:, 0] + 1) * (found[:, 3] - found[:, 1] + 1)
+            union = area[:, None] + gt_area[None, :] - inter
+            hit = (100 * inter.reshape(1, -1) >= limits * union.reshape(1, -1)).any(axis=1)
+            counts[:, k] += hit
+    return counts
+
+
+def chunks(kind: str, count: int, seed: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """Deterministic chunks of maps with 1-2 GT boxes each."""
+    for start in range(0, count, CHUNK):
+        rng = np.random.default_rng([seed, start])
+        n = min(CHUNK, count - start)
+        if kind == "smooth":
+            cams = resize_cam(rng.normal(size=(n, 14, 14)), (SIZE, SIZE))
+        else:
+            cams = rng.random((n, SIZE, SIZE))
+        boxes = []
+        for _ in range(n):
+            k = int(rng.integers(1, 3))
+            x = np.sort(rng.integers(0, SIZE, size=(k, 2)), axis=1)
+            y = np.sort(rng.integers(0, SIZE, size=(k, 2)), axis=1)
+            boxes.append(np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1).astype(np.int64))
+        yield cams, boxes
+
+
+def measure(kind: str, count: int, interval: float, multi_contour: bool) -> dict[str, float]:
+    deltas = (30, 50, 70) if multi_contour else (50,)
+    metric = MaxBoxAccV2(iou_thresholds=deltas, cam_curve_interval=interval, multi_contour=multi_contour)
+    warm_cams, warm_boxes = next(chunks(kind, 2, seed=99))
+    MaxBoxAccV2(iou_thresholds=deltas, multi_contour=multi_contour).update(torch.from_numpy(warm_cams), warm_boxes)
+    reference = np.zeros((len(deltas), len(metric.thresholds)), dtype=np.int64)
+    cpu = {"opencv": 0.0, "ours": 0.0}
+    wall = {"opencv": 0.0, "ours": 0.0}
+    for cams, boxes in chunks(kind, count, seed=0 if kind == "smooth" else 1):
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        reference += opencv_hits(cams, boxes, metric.thresholds, deltas, multi_contour)
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        metric.update(torch.from_numpy(cams), [torch.from_numpy(b) for b in boxes])
+        wall2, cpu2 = time.perf_counter(), time.process_time()
+        cpu["opencv"] += cpu1 - cpu0
+        cpu["ours"] += cpu2 - cpu1
+        wall["opencv"] += wall1 - wall0
+        wall["ours"] += wall2 - wall1
+    identical = np.array_equal(reference, metric.hits.numpy()) and int(metric.count) == count
+    assert identical, f"results differ: {kind}, interval {interval}, multi_contour {multi_contour}"
+    return {
+        "opencv_cpu_ms": cpu["opencv"] / count * 1e3,
+        "ours_cpu_ms": cpu["ours"] / count * 1e3,
+        "opencv_wall_ms": wall["opencv"] / count * 1e3,
+        "ours_wall_ms": wall["ours"] / count * 1e3,
+        "value": metric.compute().item(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smooth", type=int, default=1000, help="number of smooth maps")
+    parser.add_argument("--noise", type=int, default=50, help="number of white-noise maps")
+    parser.add_argument("--intervals", type=float, nargs="+", default=[0.01, 0.001])
+    parser.add_argument("--modes", nargs="+", default=["v2", "v1"], choices=["v2", "v1"])
+    args = parser.parse_args()
+    numba.set_num_threads(1)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    print(f"OpenCV {cv2.__version__}, numba {numba.__version__}, numpy {np.__version__}; single-threaded")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    header = "| maps | n | interval | metric | OpenCV ms/img | ours ms/img | speed-up | OpenCV wall | ours wall | identical |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for kind, count in (("smooth", args.smooth), ("noise", args.noise)):
+        if count <= 0:
+            continue
+        for interval in args.intervals:
+            for mode in args.modes:
+                r = measure(kind, count, interval, multi_contour=mode == "v2")
+                name = "MaxBoxAccV2" if mode == "v2" else "MaxBoxAcc v1"
+                print(
+                    f"| {kind} 224x224 | {count} | {interval} | {name} | {r['opencv_cpu_ms']:.2f} | "
+                    f"{r['ours_cpu_ms']:.3f} | {r['opencv_cpu_ms'] / r['ours_cpu_ms']:.1f}x | "
+                    f"{r['opencv_wall_ms']:.2f} | {r['ours_wall_ms']:.3f} | yes |",
+                    flush=True,
+                )
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""CutMix LightningModule: the CAM network trained on CutMix batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.components.augment import cutmix, step_generator
+from wsol_lightning.models.cutmix.loss import cutmix_cross_entropy
+
+
+class CutMix(WSOLModule):
+    """CutMix (Yun et al., ICCV 2019): paste a partner's box, mix the labels by area.
+
+    With probability ``prob`` per training batch a box of a permuted partner image is pasted into
+    every image and the loss is ``lam CE(y_a) + (1 - lam) CE(y_b)`` with ``lam`` the unpasted
+    share of the image (Eq. 1; :func:`~wsol_lightning.models.components.augment.cutmix`);
+    otherwise plain cross-entropy. GT boxes are untouched (the loss is image-level). Evaluation:
+    no mixing, the map is the plain CAM. The draws come from a generator seeded from the global RNG
+    at every step, offset by the DDP rank.
+
+    Args:
+        beta: ``lam ~ Beta(beta, beta)`` (paper and wsolevaluation: 1.0); 0 disables CutMix.
+        prob: probability that a batch is mixed (wsolevaluation's ``cutmix_prob``, default 1.0).
+        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
+    """
+
+    def __init__(self, beta: float = 1.0, prob: float = 1.0, **kwargs: Any) -> None:
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0 (0 disables CutMix), got {beta}")
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        super().__init__(**kwargs)
+
+    def build_model(self) -> CAMNet:
+        hp = self.hparams
+        return CAMNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map)
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        mixed = cutmix(batch["image"], batch["label"], hp.beta, hp.prob, step_generator(self.global_rank))
+        logits = self.model(mixed.images).logits
+        return {"ce": cutmix_cross_entropy(logits, mixed.labels_a, mixed.labels_b, mixed.lam)}

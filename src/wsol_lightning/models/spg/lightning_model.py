@@ -1,0 +1,88 @@
+"""SPG LightningModule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.spg.loss import SeedThresholds, spg_losses
+from wsol_lightning.models.spg.torch_model import SPGNet
+
+
+class SPG(WSOLModule):
+    """Self-produced Guidance (Zhang et al., ECCV 2018), wsolevaluation's form (CAM note §7).
+
+    Training: ``L = CE + BCE(B2, mask(A)) + BCE(B1, mask(sigmoid B2)) + BCE(C, mask(fused))``
+    (:func:`~wsol_lightning.models.spg.loss.spg_losses`), masks built from the GT-class map at the
+    input size. Evaluation: the main class map ``M_c`` is the CAM; the guidance branches do not
+    enter it.
+
+    Args:
+        attention_thresholds: ``(high, low)`` of the mask of the classifier's attention, target of
+            B2 (wsolevaluation: (0.7, 0.01)).
+        b2_thresholds: ``(high, low)`` of the mask of ``sigmoid(B2)``, target of B1 (0.5, 0.05).
+        fused_thresholds: ``(high, low)`` of the mask of the fused B1/B2 map, target of C (0.7, 0.1).
+        min_foreground_pixels: below this many pixels above ``high``, an image's foreground is
+            ``score > fallback_ratio * max`` instead (wsolevaluation: 30, at any input size).
+        fallback_ratio: the ratio of that fallback rule (wsolevaluation: 0.7).
+        guidance_weight: weight of the three guidance terms (SPG: 1; 0 trains the classifier alone).
+        guidance_units: the two backbone units feeding B1 and B2; ``None``: wsolevaluation's
+            (see :data:`~wsol_lightning.models.spg.torch_model.DEFAULT_GUIDANCE_UNITS`).
+        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
+    """
+
+    def __init__(
+        self,
+        attention_thresholds: tuple[float, float] = (0.7, 0.01),
+        b2_thresholds: tuple[float, float] = (0.5, 0.05),
+        fused_thresholds: tuple[float, float] = (0.7, 0.1),
+        min_foreground_pixels: int = 30,
+        fallback_ratio: float = 0.7,
+        guidance_weight: float = 1.0,
+        guidance_units: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for key, pair in (
+            ("attention_thresholds", attention_thresholds),
+            ("b2_thresholds", b2_thresholds),
+            ("fused_thresholds", fused_thresholds),
+        ):
+            if len(pair) != 2 or not 0.0 <= pair[1] <= pair[0] <= 1.0:
+                raise ValueError(f"{key} must be (high, low) with 0 <= low <= high <= 1, got {tuple(pair)}")
+        if min_foreground_pixels < 0:
+            raise ValueError(f"min_foreground_pixels must be >= 0, got {min_foreground_pixels}")
+        if not 0.0 <= fallback_ratio <= 1.0:
+            raise ValueError(f"fallback_ratio must be in [0, 1], got {fallback_ratio}")
+        if guidance_weight < 0:
+            raise ValueError(f"guidance_weight must be >= 0, got {guidance_weight}")
+        super().__init__(**kwargs)
+
+    def build_model(self) -> SPGNet:
+        hp = self.hparams
+        units = None if hp.guidance_units is None else tuple(hp.guidance_units)
+        return SPGNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, guidance_units=units)
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        images = batch["image"]
+        out = self.model(images)
+        return spg_losses(
+            out.logits,
+            out.class_maps,
+            out.guidance_b1,
+            out.guidance_b2,
+            out.guidance_c,
+            batch["label"],
+            tuple(images.shape[-2:]),
+            attention_thresholds=SeedThresholds(*hp.attention_thresholds),
+            b2_thresholds=SeedThresholds(*hp.b2_thresholds),
+            fused_thresholds=SeedThresholds(*hp.fused_thresholds),
+            min_foreground_pixels=hp.min_foreground_pixels,
+            fallback_ratio=hp.fallback_ratio,
+            guidance_weight=hp.guidance_weight,
+        )
+
+    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.localization_maps(images, classes)

@@ -1,0 +1,127 @@
+"""SPG network: a class-map classifier with self-produced guidance branches (Zhang et al., ECCV 2018).
+
+wsolevaluation's layout (CAM note §7; ``VggSpg``/``ResNetSpg``/``InceptionSpg``), on the shared
+backbones. Shapes for batch ``B``, classes ``C``:
+
+* main path ``A``: backbone -> head -> Conv1x1(-> C) = class maps ``M [B, C, h, w]``; logits =
+  spatial mean of ``M``; the CAM is ``M_c`` (``SPG_A4``).
+* ``B1``/``B2``: one Conv3x3+ReLU per branch on the output of two backbone units, then a *shared*
+  Conv3x3+ReLU+Conv1x1(-> 1): guidance logits ``[B, 1, h1, w1]`` and ``[B, 1, h2, w2]``.
+* ``C``: Conv3x3(-> 512)+ReLU+Conv1x1(-> 1) on the head features: ``[B, 1, h, w]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from wsol_lightning.models.components import build_backbone, build_cam_neck, gather_class_maps, global_average
+
+#: Units whose outputs feed B1 and B2, per backbone and ``large_feature_map`` (wsolevaluation's
+#: SPG_A1 / SPG_A2 ends: VGG after conv4 (+its pool) and conv5; ResNet after layer3's first block and
+#: after layer3; InceptionV3 after Mixed_5d (+the 14x14 pool) and after Mixed_6d).
+DEFAULT_GUIDANCE_UNITS: dict[tuple[str, bool], tuple[str, str]] = {
+    ("vgg16", False): ("pool4", "conv5"),
+    ("vgg16", True): ("conv4", "conv5"),
+    ("resnet50", False): ("layer3_0", "layer3_5"),
+    ("resnet50", True): ("layer3_0", "layer3_5"),
+    ("resnet18", False): ("layer3_0", "layer3_1"),
+    ("resnet18", True): ("layer3_0", "layer3_1"),
+    ("inception_v3", False): ("pool5d", "Mixed_6d"),
+    ("inception_v3", True): ("Mixed_5d", "Mixed_6d"),
+}
+
+#: Width of the B branches (wsolevaluation: VGG 512, ResNet50 1024, InceptionV3 512; ResNet18 its
+#: layer3 width).
+_BRANCH_WIDTH = {"vgg16": 512, "resnet50": 1024, "resnet18": 256, "inception_v3": 512}
+_C_WIDTH = 512
+
+
+class SPGOutput(NamedTuple):
+    logits: torch.Tensor  # [B, C] spatial mean of the class maps
+    class_maps: torch.Tensor  # [B, C, h, w] M (SPG_A4), the CAM
+    guidance_b1: torch.Tensor  # [B, 1, h1, w1] logits of branch B1
+    guidance_b2: torch.Tensor  # [B, 1, h2, w2] logits of branch B2
+    guidance_c: torch.Tensor  # [B, 1, h, w] logits of head C
+
+
+def _conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def _xavier_init(module: nn.Module) -> None:
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+
+def _build_head(backbone: str, in_channels: int) -> tuple[nn.Module, int]:
+    """Layers between backbone and the 1x1 class conv (wsolevaluation's ``SPG_A3``).
+
+    VGG16: two Conv3x3(512)+ReLU; ResNet: none; InceptionV3: the CAM neck (dropout, two
+    Conv3x3(1024)+ReLU, dropout in between and after; xavier-initialised).
+    """
+    if backbone == "vgg16":
+        head = nn.Sequential(_conv_relu(in_channels, 512), _conv_relu(512, 512))
+        _xavier_init(head)
+        return head, 512
+    return build_cam_neck(backbone, in_channels) if backbone == "inception_v3" else (nn.Identity(), in_channels)
+
+
+class SPGNet(nn.Module):
+    """Backbone, head, class-map classifier, guidance branches B1/B2 and head C.
+
+    Args:
+        backbone: backbone name (``vgg16``, ``resnet50``, ``inception_v3``, ``resnet18``).
+        num_classes: number of classes.
+        pretrained: load cached ImageNet weights.
+        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
+        guidance_units: the two backbone units (``backbone.unit_names``) whose outputs feed B1 and
+            B2, in forward order; ``None`` uses :data:`DEFAULT_GUIDANCE_UNITS`.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        pretrained: bool = False,
+        large_feature_map: bool = False,
+        guidance_units: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        units = tuple(DEFAULT_GUIDANCE_UNITS[(backbone, large_feature_map)] if guidance_units is None else guidance_units)
+        names = self.backbone.unit_names
+        if len(units) != 2 or any(u not in names for u in units):
+            raise ValueError(
+                f"guidance_units must name two units of {backbone} (large_feature_map={large_feature_map}); "
+                f"got {list(units)}, available {names}"
+            )
+        if names.index(units[0]) >= names.index(units[1]):
+            raise ValueError(f"guidance_units must be in forward order (B1 before B2), got {list(units)}")
+        self.guidance_units = units
+        self.head, channels = _build_head(backbone, self.backbone.out_channels)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        width = _BRANCH_WIDTH[backbone]
+        self.branch_b1 = _conv_relu(self.backbone.unit_channels[units[0]], width)
+        self.branch_b2 = _conv_relu(self.backbone.unit_channels[units[1]], width)
+        self.branch_shared = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 1, 1))
+        self.head_c = nn.Sequential(_conv_relu(channels, _C_WIDTH), nn.Conv2d(_C_WIDTH, 1, 1))
+        for module in (self.classifier, self.branch_b1, self.branch_b2, self.branch_shared, self.head_c):
+            _xavier_init(module)
+
+    def forward(self, images: torch.Tensor) -> SPGOutput:
+        final, tapped = self.backbone.forward_features(images, self.guidance_units)
+        guidance_b1 = self.branch_shared(self.branch_b1(tapped[self.guidance_units[0]]))
+        guidance_b2 = self.branch_shared(self.branch_b2(tapped[self.guidance_units[1]]))
+        features = self.head(final)
+        class_maps = self.classifier(features)
+        return SPGOutput(global_average(class_maps), class_maps, guidance_b1, guidance_b2, self.head_c(features))
+
+    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the class map ``M_c`` of ``classes[b]`` (SPG's CAM at inference) ``[B, h, w]``."""
+        out = self(images)
+        return out.logits, gather_class_maps(out.class_maps, classes)
