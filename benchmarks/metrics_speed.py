@@ -12,7 +12,7 @@ white-noise 224x224 maps (thousands of components per threshold); 1-2 random GT 
 
 Usage (by hand; a full run takes several minutes on an idle core):
 
-    PYTHONPATH=src python benchmarks/metrics_speed.py --smooth 1000 --noise 50
+    PYTHONPATH=src python benchmarks/metrics_speed.py --smooth 1000 --noise 20
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ SIZE = 224
 
 
 def opencv_hits(
-    cams: np.ndarray, boxes: list[np.ndarray], thresholds: np.ndarray, deltas: tuple[int, ...], multi_contour: bool
+    cams: np.ndarray,
+    boxes: list[np.ndarray],
+    thresholds: np.ndarray,
+    deltas: tuple[int, ...],
+    multi_contour: bool,
 ) -> np.ndarray:
     """Hit counts ``[D, K]`` with one contour search per threshold per image."""
     counts = np.zeros((len(deltas), len(thresholds)), dtype=np.int64)
@@ -71,8 +75,16 @@ def opencv_hits(
                     ],
                     axis=1,
                 )
-            inter_w = np.minimum(found[:, None, 2], gt[None, :, 2]) - np.maximum(found[:, None, 0], gt[None, :, 0]) + 1
-            inter_h = np.minimum(found[:, None, 3], gt[None, :, 3]) - np.maximum(found[:, None, 1], gt[None, :, 1]) + 1
+            inter_w = (
+                np.minimum(found[:, None, 2], gt[None, :, 2])
+                - np.maximum(found[:, None, 0], gt[None, :, 0])
+                + 1
+            )
+            inter_h = (
+                np.minimum(found[:, None, 3], gt[None, :, 3])
+                - np.maximum(found[:, None, 1], gt[None, :, 1])
+                + 1
+            )
             inter = np.clip(inter_w, 0, None) * np.clip(inter_h, 0, None)
             area = (found[:, 2] - found[:, 0] + 1) * (found[:, 3] - found[:, 1] + 1)
             union = area[:, None] + gt_area[None, :] - inter
@@ -103,7 +115,9 @@ def measure(kind: str, count: int, interval: float, multi_contour: bool) -> dict
     deltas = (30, 50, 70) if multi_contour else (50,)
     metric = MaxBoxAccV2(iou_thresholds=deltas, cam_curve_interval=interval, multi_contour=multi_contour)
     warm_cams, warm_boxes = next(chunks(kind, 2, seed=99))
-    MaxBoxAccV2(iou_thresholds=deltas, multi_contour=multi_contour).update(torch.from_numpy(warm_cams), warm_boxes)
+    MaxBoxAccV2(iou_thresholds=deltas, multi_contour=multi_contour).update(
+        torch.from_numpy(warm_cams), warm_boxes
+    )
     reference = np.zeros((len(deltas), len(metric.thresholds)), dtype=np.int64)
     cpu = {"opencv": 0.0, "ours": 0.0}
     wall = {"opencv": 0.0, "ours": 0.0}
@@ -129,9 +143,11 @@ def measure(kind: str, count: int, interval: float, multi_contour: bool) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smooth", type=int, default=1000, help="number of smooth maps")
-    parser.add_argument("--noise", type=int, default=50, help="number of white-noise maps")
+    parser.add_argument("--noise", type=int, default=20, help="number of white-noise maps")
     parser.add_argument("--intervals", type=float, nargs="+", default=[0.01, 0.001])
     parser.add_argument("--modes", nargs="+", default=["v2", "v1"], choices=["v2", "v1"])
     args = parser.parse_args()
@@ -140,7 +156,10 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"OpenCV {cv2.__version__}, numba {numba.__version__}, numpy {np.__version__}; single-threaded")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    header = "| maps | n | interval | metric | OpenCV ms/img | ours ms/img | speed-up | OpenCV wall | ours wall | identical |"
+    header = (
+        "| maps | n | interval | metric | OpenCV ms/img | ours ms/img | speed-up "
+        "| OpenCV wall | ours wall | identical |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for kind, count in (("smooth", args.smooth), ("noise", args.noise)):

@@ -30,7 +30,9 @@ SHARDS = [range(0, 7), range(7, N_IMAGES)]  # uneven on purpose
 def _data() -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(3)
     height, width = 30, 38
-    cams = np.stack([smooth_map(rng, height, width, 4) if i % 4 else rng.random((height, width)) for i in range(N_IMAGES)])
+    cams = np.stack(
+        [smooth_map(rng, height, width, 4) if i % 4 else rng.random((height, width)) for i in range(N_IMAGES)]
+    )
     boxes = [torch.from_numpy(random_boxes(rng, height, width, 2)) for _ in range(N_IMAGES)]
     correct = torch.from_numpy(rng.random(N_IMAGES) < 0.5)
     masks = torch.from_numpy((cams > np.median(cams)).astype(np.uint8))

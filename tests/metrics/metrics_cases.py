@@ -51,7 +51,9 @@ def random_cases(seed: int, count: int, max_side: int = 64) -> list[Case]:
         cam = cam * rng.choice([1e-3, 1.0, 250.0, -7.0]) + rng.normal() * 10
         if i % 5 == 0:
             cam = cam.astype(np.float32)
-        cases.append(Case(f"random{seed}_{i}", cam, random_boxes(rng, height, width, int(rng.integers(1, 4)))))
+        cases.append(
+            Case(f"random{seed}_{i}", cam, random_boxes(rng, height, width, int(rng.integers(1, 4))))
+        )
     return cases
 
 
@@ -137,6 +139,25 @@ def adversarial_cases() -> list[Case]:
     open_ring[0, 4:7] = 0.0
     cases.append(Case("ring_open_to_frame", open_ring, np.array([[0, 0, 12, 12], [1, 1, 11, 11]])))
 
+    # A square spiral wall whose height rises along its length, inside a shallow basin: the
+    # enclosed corridor opens and closes, holes split and merge as the threshold moves.
+    spiral = np.full((29, 29), 0.05)
+    y, x, step, value = 14, 14, 1, 0.2
+    direction = 0
+    moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]
+    while 1 <= y < 28 and 1 <= x < 28:
+        for _ in range(2):
+            dy, dx = moves[direction % 4]
+            for _ in range(step):
+                if 1 <= y < 28 and 1 <= x < 28:
+                    spiral[y, x] = value
+                    value += 0.004
+                y, x = y + dy, x + dx
+            direction += 1
+        step += 2
+    spiral[0, :] = spiral[-1, :] = spiral[:, 0] = spiral[:, -1] = 0.1
+    cases.append(Case("spiral", spiral, np.array([[1, 1, 27, 27], [10, 10, 18, 18]])))
+
     # Quantized levels T-1..T+2 around the cut of t = 0.3 (T = int(0.3 * 255) = 76), exact extremes.
     cut = int(0.3 * 255)
     plateau = np.zeros((24, 36))
@@ -144,7 +165,9 @@ def adversarial_cases() -> list[Case]:
     for j, level in enumerate([cut - 1, cut, cut + 1, cut + 2]):
         plateau[4:20, 2 + 8 * j : 8 + 8 * j] = (level + 0.5) / 255
     plateau[10:14, 4:30] = (cut + 0.5) / 255
-    cases.append(Case("plateaus_at_cut", plateau, np.array([[18, 4, 23, 19], [26, 4, 31, 19], [2, 4, 31, 19]])))
+    cases.append(
+        Case("plateaus_at_cut", plateau, np.array([[18, 4, 23, 19], [26, 4, 31, 19], [2, 4, 31, 19]]))
+    )
 
     exact = rng.integers(0, 256, size=(12, 15)) / 255.0
     exact[0, 0], exact[-1, -1] = 0.0, 1.0
@@ -176,4 +199,6 @@ def adversarial_cases() -> list[Case]:
 def noise_cases(count: int, size: int = 224) -> list[Case]:
     """White-noise maps: thousands of components and holes at mid thresholds."""
     rng = np.random.default_rng(7)
-    return [Case(f"noise{i}", rng.random((size, size)), random_boxes(rng, size, size, 2)) for i in range(count)]
+    return [
+        Case(f"noise{i}", rng.random((size, size)), random_boxes(rng, size, size, 2)) for i in range(count)
+    ]

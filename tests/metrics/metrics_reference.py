@@ -25,7 +25,9 @@ def thresholds(interval: float) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
-def boxes_at_threshold(scoremap: np.ndarray, threshold: float, multi_contour: bool) -> list[tuple[int, int, int, int]]:
+def boxes_at_threshold(
+    scoremap: np.ndarray, threshold: float, multi_contour: bool
+) -> list[tuple[int, int, int, int]]:
     """Definitions 2-3 with OpenCV: threshold the uint8 map, find contours, box them."""
     height, width = scoremap.shape
     image = (scoremap * 255).astype(np.uint8)
@@ -57,7 +59,11 @@ def hits(boxes: list[tuple[int, int, int, int]], gt_boxes: np.ndarray, deltas: t
 
 
 def hit_table(
-    cams: list[np.ndarray], gt_boxes: list[np.ndarray], interval: float, deltas: tuple[int, ...], multi_contour: bool
+    cams: list[np.ndarray],
+    gt_boxes: list[np.ndarray],
+    interval: float,
+    deltas: tuple[int, ...],
+    multi_contour: bool,
 ) -> np.ndarray:
     """bool ``[N, D, K]``: image n hits IoU deltas[d] at threshold k."""
     ts = thresholds(interval)
@@ -89,7 +95,9 @@ def top_one_loc(table50: np.ndarray, correct: np.ndarray, own: bool) -> tuple[in
     return index, loc[index] * 100.0 / table50.shape[0]
 
 
-def pxap(cams: list[np.ndarray], masks: list[np.ndarray], interval: float) -> tuple[np.ndarray, np.ndarray, float]:
+def pxap(
+    cams: list[np.ndarray], masks: list[np.ndarray], interval: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Definition 6 with np.histogram and a plain loop: (positive hist, negative hist, PxAP)."""
     edges = np.append(thresholds(interval), [1.0, 2.0, 3.0])
     positive = np.zeros(len(edges) - 1, dtype=np.int64)

@@ -44,14 +44,16 @@ def test_other_intervals(interval, multi_contour):
 
 @pytest.mark.parametrize("multi_contour", [True, False], ids=["v2", "v1"])
 def test_white_noise_with_thousands_of_components(multi_contour):
-    for case in noise_cases(2):
+    cases = noise_cases(2)
+    assert max(len(ref.boxes_at_threshold(ref.normalize(cases[0].cam), t, True)) for t in (0.2, 0.8)) > 1000
+    for case in cases:
         _check(case, 0.01, multi_contour, (30, 50, 70))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("multi_contour", [True, False], ids=["v2", "v1"])
 def test_many_random_maps_slow(multi_contour):
-    for case in random_cases(seed=13, count=400, max_side=96) + noise_cases(6, size=160):
+    for case in random_cases(seed=13, count=1000, max_side=96) + noise_cases(6, size=160):
         _check(case, 0.01, multi_contour)
 
 
@@ -71,7 +73,13 @@ def test_mixed_batch_equals_reference(multi_contour):
     ]
     boxes = [random_boxes(rng, height, width, 2) for _ in maps]
     want = ref.hit_table(maps, boxes, 0.01, DELTAS, multi_contour)
-    got = threshold_hits(torch.from_numpy(np.stack(maps)), [torch.from_numpy(b) for b in boxes], cam_thresholds(0.01), DELTAS, multi_contour)
+    got = threshold_hits(
+        torch.from_numpy(np.stack(maps)),
+        [torch.from_numpy(b) for b in boxes],
+        cam_thresholds(0.01),
+        DELTAS,
+        multi_contour,
+    )
     np.testing.assert_array_equal(got, want)
 
 

@@ -78,7 +78,9 @@ def test_thresholds_and_cuts(interval):
     cuts = threshold_cuts(thresholds, top)
     want = [[int(t * m) for t in thresholds] for m in top]
     np.testing.assert_array_equal(cuts, want)
-    np.testing.assert_array_equal(pxap_bin_edges(interval), np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(
+        pxap_bin_edges(interval), np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
+    )
 
 
 def test_thresholds_reject_bad_interval():
@@ -86,11 +88,15 @@ def test_thresholds_reject_bad_interval():
         cam_thresholds(0.0)
 
 
-@pytest.mark.parametrize(("source", "size"), [((14, 14), (224, 224)), ((7, 9), (31, 45)), ((40, 33), (12, 20))])
+@pytest.mark.parametrize(
+    ("source", "size"), [((14, 14), (224, 224)), ((7, 9), (31, 45)), ((40, 33), (12, 20))]
+)
 def test_resize_matches_opencv_bicubic_float64(source, size):
     rng = np.random.default_rng(1)
     maps = rng.normal(size=(3, *source)).astype(np.float32)
-    want = np.stack([cv2.resize(m.astype(np.float64), (size[1], size[0]), interpolation=cv2.INTER_CUBIC) for m in maps])
+    want = np.stack(
+        [cv2.resize(m.astype(np.float64), (size[1], size[0]), interpolation=cv2.INTER_CUBIC) for m in maps]
+    )
     batched = resize_cam(maps, size)
     assert batched.dtype == np.float64 and batched.shape == (3, *size)
     np.testing.assert_array_equal(batched, want)

@@ -51,7 +51,11 @@ def _feed(metric, with_correct: np.ndarray | None = None) -> None:
         if with_correct is None:
             metric.update(cams, [torch.from_numpy(b) for b in boxes])
         else:
-            metric.update(cams, [torch.from_numpy(b) for b in boxes], torch.from_numpy(with_correct[start : start + len(maps)]))
+            metric.update(
+                cams,
+                [torch.from_numpy(b) for b in boxes],
+                torch.from_numpy(with_correct[start : start + len(maps)]),
+            )
         start += len(maps)
 
 
@@ -130,7 +134,9 @@ def test_batching_and_forward_are_consistent():
     whole = MaxBoxAccV2(cam_curve_interval=0.001)
     whole.update(torch.from_numpy(maps), boxes)
     pieces = MaxBoxAccV2(cam_curve_interval=0.001)
-    batch_values = [pieces(torch.from_numpy(maps[i : i + 3]), boxes[i : i + 3]) for i in range(0, len(maps), 3)]
+    batch_values = [
+        pieces(torch.from_numpy(maps[i : i + 3]), boxes[i : i + 3]) for i in range(0, len(maps), 3)
+    ]
     np.testing.assert_array_equal(pieces.hits.numpy(), whole.hits.numpy())
     assert pieces.compute().item() == whole.compute().item()
     single = MaxBoxAccV2(cam_curve_interval=0.001)
@@ -212,4 +218,6 @@ def test_random_cases_one_by_one():
         metric.update(torch.from_numpy(np.asarray(case.cam, dtype=np.float64)[None]), [case.boxes])
     table = np.concatenate([ref.hit_table([c.cam], [c.boxes], INTERVAL, (30, 50, 70), True) for c in cases])
     np.testing.assert_array_equal(metric.hits.numpy(), table.sum(axis=0))
-    assert metric.compute().item() == pytest.approx(ref.max_box_acc(table, INTERVAL)["value"], rel=1e-12, abs=0)
+    assert metric.compute().item() == pytest.approx(
+        ref.max_box_acc(table, INTERVAL)["value"], rel=1e-12, abs=0
+    )

@@ -47,7 +47,10 @@ def test_pxap_matches_reference(interval, data):
     positive, negative, value = ref.pxap(cams, masks, interval)
     metric = PxAP(cam_curve_interval=interval)
     for start in range(0, len(cams), 4):
-        metric.update(torch.from_numpy(np.stack(cams[start : start + 4])), torch.from_numpy(np.stack(masks[start : start + 4])))
+        metric.update(
+            torch.from_numpy(np.stack(cams[start : start + 4])),
+            torch.from_numpy(np.stack(masks[start : start + 4])),
+        )
     np.testing.assert_array_equal(metric.positive_hist.numpy(), positive)
     np.testing.assert_array_equal(metric.negative_hist.numpy(), negative)
     result = metric.compute()

@@ -94,3 +94,16 @@ def test_cross_entropy_is_the_only_loss() -> None:
     losses = model.training_losses(batch)
     assert list(losses) == ["ce"]
     torch.testing.assert_close(losses["ce"], F.cross_entropy(model(batch["image"]), batch["label"]))
+
+
+@pytest.mark.parametrize(("decay", "expected_lrs"), [(2, [1.0, 1.0, 0.1, 0.1, 0.01]), ([1, 4], [1.0, 0.1, 0.1, 0.1, 0.01])])
+def test_lr_decay_every_n_epochs_or_at_milestones(decay, expected_lrs) -> None:
+    model = CAM(num_classes=3, lr=1.0, head_lr_multiplier=1.0, lr_decay_epochs=decay, lr_decay_factor=0.1)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx(expected_lrs)

@@ -66,7 +66,8 @@ def test_step_generator_is_reproducible_from_the_global_seed() -> None:
 def test_cutmix_box_sides_and_clipping_by_hand() -> None:
     # lam 0.75: sqrt(1 - lam) = 0.5, sides int(8 * .5) = 4 and int(12 * .5) = 6, half-sides 2 and 3.
     reference = torch.Generator().manual_seed(1)
-    cy, cx = int(torch.randint(8, (1,), generator=reference)), int(torch.randint(12, (1,), generator=reference))
+    cy = int(torch.randint(8, (1,), generator=reference))
+    cx = int(torch.randint(12, (1,), generator=reference))
     y0, x0, y1, x1 = cutmix_box(8, 12, 0.75, torch.Generator().manual_seed(1))
     assert (y0, x0, y1, x1) == (max(cy - 2, 0), max(cx - 3, 0), min(cy + 2, 8), min(cx + 3, 12))
     # lam 0: the full-size box around the centre, clipped at the border (area < H W off-centre).
@@ -86,7 +87,8 @@ def test_cutmix_pastes_the_partner_box_and_mixes_labels_by_area() -> None:
     inside[y0:y1, x0:x1] = True
     partner = mixed.labels_b - 5  # image i's partner index, read from its label
     for i in range(4):
-        assert torch.all(mixed.images[i][:, inside] == partner[i]) and torch.all(mixed.images[i][:, ~inside] == i)
+        assert torch.all(mixed.images[i][:, inside] == partner[i])
+        assert torch.all(mixed.images[i][:, ~inside] == i)
     assert torch.equal(mixed.labels_a, labels) and sorted(partner.tolist()) == [0, 1, 2, 3]
     assert torch.all(images == torch.arange(4.0).view(4, 1, 1, 1))  # input untouched
     again = cutmix(images, labels, 1.0, 1.0, torch.Generator().manual_seed(3))
@@ -117,7 +119,8 @@ def test_cutmix_training_loss_is_the_mixed_ce_of_the_step_draws() -> None:
     torch.manual_seed(7)
     mixed = cutmix(images, labels, 1.0, 1.0, step_generator(0))
     logits = model.model(mixed.images).logits
-    expected = mixed.lam * F.cross_entropy(logits, mixed.labels_a) + (1 - mixed.lam) * F.cross_entropy(logits, mixed.labels_b)
+    ce_a, ce_b = F.cross_entropy(logits, mixed.labels_a), F.cross_entropy(logits, mixed.labels_b)
+    expected = mixed.lam * ce_a + (1 - mixed.lam) * ce_b
     assert mixed.lam < 1.0
     torch.testing.assert_close(loss, expected)
 
@@ -180,7 +183,10 @@ def _spg_inputs() -> dict[str, torch.Tensor]:
 def test_spg_terms_follow_the_masks_of_the_note() -> None:
     inputs, labels, size = _spg_inputs(), torch.tensor([1, 2]), (16, 16)
     losses = spg_losses(**inputs, labels=labels, image_size=size)
-    up = lambda x: F.interpolate(x.detach(), size=size, mode="bilinear", align_corners=False)[:, 0]  # noqa: E731
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.detach(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
     attention = up(inputs["class_maps"][[0, 1], [1, 2]][:, None])
     attention = (attention - attention.amin((1, 2), keepdim=True)) / (
         attention.amax((1, 2), keepdim=True) - attention.amin((1, 2), keepdim=True)

@@ -62,7 +62,9 @@ class Workspace(NamedTuple):
 def _workspace(height: int, width: int) -> Workspace:
     padded = (height + 2) * (width + 2)
     xy = np.zeros((height + 2, width + 2), np.int32)
-    xy[1:-1, 1:-1] = (np.arange(height, dtype=np.int32)[:, None] << 16) | np.arange(width, dtype=np.int32)[None, :]
+    xy[1:-1, 1:-1] = (np.arange(height, dtype=np.int32)[:, None] << 16) | np.arange(width, dtype=np.int32)[
+        None, :
+    ]
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
         epad=np.zeros(padded, np.uint8),
@@ -304,7 +306,9 @@ def _union(ws: Workspace, root: int, other: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _component_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
+def _component_masks(
+    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray
+):
     """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
 
     ``ws.order`` holds every pixel by ``q``. ``counted[r]`` is the mask root ``r`` contributes
@@ -344,7 +348,14 @@ def _component_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, del
             if parent[r] != r:
                 continue
             _count_mask(counts, counted[r], -1)
-            counted[r] = _hit_mask(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1), min(box[r, 3] + 1, height - 1), gt, deltas)
+            counted[r] = _hit_mask(
+                box[r, 0],
+                box[r, 1],
+                min(box[r, 2] + 1, width - 1),
+                min(box[r, 3] + 1, height - 1),
+                gt,
+                deltas,
+            )
             _count_mask(counts, counted[r], 1)
         out[v - 1] = _mask_of_counts(counts)
 
@@ -358,7 +369,15 @@ def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: 
     list of roots dying at that level (links in ``ws.first``; entries of absorbed roots are skipped).
     """
     stride = width + 2
-    parent, added, box, stamp, counted, touched, epad = ws.parent, ws.added, ws.box, ws.stamp, ws.wide, ws.touched, ws.epad
+    parent, added, box, stamp, counted, touched, epad = (
+        ws.parent,
+        ws.added,
+        ws.box,
+        ws.stamp,
+        ws.wide,
+        ws.touched,
+        ws.epad,
+    )
     link = ws.first
     added[:] = 0
     stamp[:] = -1
@@ -402,7 +421,12 @@ def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: 
                 continue
             _count_mask(counts, counted[r], -1)
             counted[r] = _hit_mask(
-                box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1), gt, deltas
+                box[r, 0] - 1,
+                box[r, 1] - 1,
+                min(box[r, 2] + 2, width - 1),
+                min(box[r, 3] + 2, height - 1),
+                gt,
+                deltas,
             )
             _count_mask(counts, counted[r], 1)
             if link[r] == -2:
@@ -413,13 +437,23 @@ def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: 
 
 
 @numba.njit(cache=True, nogil=True)
-def _largest_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
+def _largest_masks(
+    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray
+):
     """``out[T]`` = hit mask of the box of the largest-area outer contour at cut ``T`` (v1).
 
     ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls.
     """
     ring = _ring(width + 2)
-    parent, added, box, first, position, area2, active = ws.parent, ws.added, ws.box, ws.first, ws.position, ws.wide, ws.touched
+    parent, added, box, first, position, area2, active = (
+        ws.parent,
+        ws.added,
+        ws.box,
+        ws.first,
+        ws.position,
+        ws.wide,
+        ws.touched,
+    )
     added[:] = 0
     n_active = 0
     previous = 0
@@ -462,7 +496,12 @@ def _largest_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, delta
             if area2[r] > area2[best] or (area2[r] == area2[best] and first[r] > first[best]):
                 best = r
         previous = _hit_mask(
-            box[best, 0], box[best, 1], min(box[best, 2] + 1, width - 1), min(box[best, 3] + 1, height - 1), gt, deltas
+            box[best, 0],
+            box[best, 1],
+            min(box[best, 2] + 1, width - 1),
+            min(box[best, 3] + 1, height - 1),
+            gt,
+            deltas,
         )
         out[v - 1] = previous
     out[LEVELS - 1] = 0
@@ -470,7 +509,12 @@ def _largest_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, delta
 
 @numba.njit(cache=True, nogil=True)
 def _level_hit_masks(
-    ws: Workspace, quantized: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, deltas: np.ndarray, multi_contour: bool
+    ws: Workspace,
+    quantized: np.ndarray,
+    gt: np.ndarray,
+    gt_offsets: np.ndarray,
+    deltas: np.ndarray,
+    multi_contour: bool,
 ) -> np.ndarray:
     n_maps, height, width = quantized.shape
     stride = width + 2

@@ -88,7 +88,10 @@ def threshold_cuts(thresholds: np.ndarray, quantized_max: np.ndarray) -> np.ndar
     Returns:
         int64 cuts ``[N, K]``.
     """
-    products = np.asarray(thresholds, dtype=np.float64)[None, :] * np.asarray(quantized_max, dtype=np.float64)[:, None]
+    products = (
+        np.asarray(thresholds, dtype=np.float64)[None, :]
+        * np.asarray(quantized_max, dtype=np.float64)[:, None]
+    )
     return products.astype(np.int64)
 
 
@@ -118,4 +121,3 @@ def resize_cam(cams: ArrayOrTensor, size: Sequence[int]) -> ArrayOrTensor:
     for i, cam in enumerate(maps):
         out[i] = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
     return out if np.ndim(cams) == 3 else out[0]
-

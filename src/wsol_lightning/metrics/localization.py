@@ -264,7 +264,9 @@ class TopOneLoc(Metric):
         self.multi_contour = bool(multi_contour)
         self.threshold = threshold
         self.thresholds = cam_thresholds(self.cam_curve_interval)
-        self.add_state("gt_known_hits", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state(
+            "gt_known_hits", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum"
+        )
         self.add_state("hits", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 

@@ -63,7 +63,9 @@ class PxAP(Metric):
         scores = normalize_cam(as_numpy_float64(cams))
         labels = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
         if scores.ndim != 3 or labels.shape != scores.shape:
-            raise ValueError(f"cams [N, H, W] and masks must have one shape, got {scores.shape} and {labels.shape}")
+            raise ValueError(
+                f"cams [N, H, W] and masks must have one shape, got {scores.shape} and {labels.shape}"
+            )
         self.positive_hist += self._histogram(scores[labels == 1])
         self.negative_hist += self._histogram(scores[labels == 0])
 

@@ -48,10 +48,13 @@ class WSOLModule(pl.LightningModule):
         optimizer: ``sgd`` (momentum, Nesterov, as the papers) or ``adam``.
         lr: learning rate of the pretrained backbone.
         head_lr_multiplier: learning-rate factor of the new layers (papers: 10).
+        bias_lr_multiplier: extra learning-rate factor of bias parameters in both groups (the
+            original ACoL, SPA, DANet and I2C code: 2, i.e. backbone biases 2x and head biases
+            20x the base rate; wsolevaluation: 1).
         weight_decay: L2 weight decay.
         momentum: SGD momentum.
-        lr_decay_epochs: multiply the learning rates by ``lr_decay_factor`` every this many
-            epochs (``None``: constant learning rate).
+        lr_decay_epochs: multiply the learning rates by ``lr_decay_factor`` every this many epochs
+            (an int), or at these epochs (a list, e.g. ``[10, 15]``); ``None``: constant rate.
         lr_decay_factor: step-decay factor.
         cam_curve_interval: CAM threshold step of the box metrics (wsolevaluation: 0.01 in its
             CLI, 0.001 in its training code).
@@ -68,15 +71,18 @@ class WSOLModule(pl.LightningModule):
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 0.01,
         head_lr_multiplier: float = 10.0,
+        bias_lr_multiplier: float = 1.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
-        lr_decay_epochs: int | None = None,
+        lr_decay_epochs: int | list[int] | None = None,
         lr_decay_factor: float = 0.1,
         cam_curve_interval: float = 0.01,
         iou_thresholds: tuple[int, ...] = (30, 50, 70),
         multi_contour: bool = True,
     ) -> None:
         super().__init__()
+        if bias_lr_multiplier <= 0:
+            raise ValueError(f"bias_lr_multiplier must be positive, got {bias_lr_multiplier}")
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model = self.build_model()
@@ -267,7 +273,11 @@ class WSOLModule(pl.LightningModule):
 
     # -- optimization ---------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Backbone parameters at ``lr``; new layers and head-lr backbone units at the multiplier."""
+        """Backbone parameters at ``lr``; new layers and head-lr backbone units at the multiplier.
+
+        With ``bias_lr_multiplier != 1`` each group is split into weights and biases, the biases at
+        the group's rate times the multiplier.
+        """
         hp = self.hparams
         backbone = getattr(self.model, "backbone", None)
         base_names: set[str] = set()
@@ -280,8 +290,19 @@ class WSOLModule(pl.LightningModule):
         for name, param in self.model.named_parameters():
             if param.requires_grad:
                 (base if name in base_names else head).append(param)
-        groups = [{"params": base, "lr": hp.lr, "name": "backbone"}]
-        groups.append({"params": head, "lr": hp.lr * hp.head_lr_multiplier, "name": "head"})
+        groups = [
+            {"params": base, "lr": hp.lr, "name": "backbone"},
+            {"params": head, "lr": hp.lr * hp.head_lr_multiplier, "name": "head"},
+        ]
+        if hp.bias_lr_multiplier != 1.0:
+            bias_ids = {id(p) for name, p in self.model.named_parameters() if name.endswith(".bias")}
+            groups = [
+                {"params": [p for p in g["params"] if (id(p) in bias_ids) == is_bias],
+                 "lr": g["lr"] * (hp.bias_lr_multiplier if is_bias else 1.0),
+                 "name": f"{g['name']}_bias" if is_bias else g["name"]}
+                for g in groups
+                for is_bias in (False, True)
+            ]
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
@@ -293,5 +314,9 @@ class WSOLModule(pl.LightningModule):
             optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         if not hp.lr_decay_epochs:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.lr_decay_epochs, gamma=hp.lr_decay_factor)
+        if isinstance(hp.lr_decay_epochs, int):
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, hp.lr_decay_epochs, gamma=hp.lr_decay_factor)
+        else:
+            milestones = sorted(hp.lr_decay_epochs)
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=hp.lr_decay_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

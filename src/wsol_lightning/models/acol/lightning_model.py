@@ -26,8 +26,6 @@ class ACoL(WSOLModule):
         feature_smoothing: 3x3/s1 average pool on the backbone feature; ``None``: VGG16 only.
         vgg_pooling: ``"acol"`` (ACoL's 3x3 max-pools and the stride-1 pool after conv5_3, both code
             bases) or ``"torchvision"`` (the CAM backbone's 2x2 pools); VGG16 only.
-        bias_lr_multiplier: extra learning-rate factor of bias parameters in both groups (official
-            ACoL: 2, i.e. backbone biases 2x lr and head biases 20x lr; wsolevaluation: 1).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -37,11 +35,8 @@ class ACoL(WSOLModule):
         erasing: bool = True,
         feature_smoothing: bool | None = None,
         vgg_pooling: VGGPooling = "acol",
-        bias_lr_multiplier: float = 1.0,
         **kwargs: Any,
     ) -> None:
-        if bias_lr_multiplier <= 0:
-            raise ValueError(f"bias_lr_multiplier must be positive, got {bias_lr_multiplier}")
         super().__init__(**kwargs)
 
     def build_model(self) -> ACoLNet:
@@ -64,19 +59,3 @@ class ACoL(WSOLModule):
         self, images: torch.Tensor, classes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.localization_maps(images, classes)
-
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The base's two groups, each split into weights and biases (biases at ``bias_lr_multiplier``)."""
-        groups = super().parameter_groups()
-        multiplier = self.hparams.bias_lr_multiplier
-        if multiplier == 1.0:
-            return groups
-        bias_ids = {id(p) for name, p in self.model.named_parameters() if name.endswith(".bias")}
-        split = []
-        for group in groups:
-            weights = [p for p in group["params"] if id(p) not in bias_ids]
-            biases = [p for p in group["params"] if id(p) in bias_ids]
-            split.append({**group, "params": weights})
-            bias_group = {"params": biases, "lr": group["lr"] * multiplier, "name": f"{group['name']}_bias"}
-            split.append({**group, **bias_group})
-        return [g for g in split if g["params"]]

@@ -65,6 +65,8 @@ def draw_drop_selection(
     official rule: true with probability ``drop_rate``); ``draw="sample"``: one ``u`` per image.
     Drawn on the CPU from ``generator`` (or the global RNG).
     """
+    if draw not in ("batch", "sample"):
+        raise ValueError(f"draw must be 'batch' or 'sample', got {draw!r}")
     count = 1 if draw == "batch" else batch_size
     uniform = torch.rand(count, generator=generator)
     return (uniform + drop_rate).floor().bool().expand(batch_size)

@@ -15,7 +15,12 @@ import torch
 
 
 def hidden_patch_mask(
-    batch_size: int, height: int, width: int, grid_size: int, hide_prob: float, generator: torch.Generator | None = None
+    batch_size: int,
+    height: int,
+    width: int,
+    grid_size: int,
+    hide_prob: float,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Which pixels Hide-and-Seek hides: bool ``[B, H, W]`` (Singh & Lee, ICCV 2017, §3.1).
 

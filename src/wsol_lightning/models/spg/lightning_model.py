@@ -84,5 +84,7 @@ class SPG(WSOLModule):
             guidance_weight=hp.guidance_weight,
         )
 
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def localization_maps(
+        self, images: torch.Tensor, classes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.localization_maps(images, classes)

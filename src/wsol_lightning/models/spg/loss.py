@@ -65,7 +65,10 @@ def seed_mask(
 
 
 def attention_map(class_maps: torch.Tensor, classes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """SPG's attention: the map of ``classes[b]`` upsampled to ``size`` and min-max normalized, detached ``[B, H, W]``."""
+    """SPG's attention ``[B, H, W]``: the map of ``classes[b]``, upsampled to ``size``, min-max normalized.
+
+    Detached: the attention only ever becomes a seed mask.
+    """
     chosen = gather_class_maps(class_maps.detach(), classes)[:, None]
     return minmax_normalize(upsample(chosen, size)[:, 0])
 

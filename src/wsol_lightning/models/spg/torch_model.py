@@ -68,7 +68,9 @@ def _build_head(backbone: str, in_channels: int) -> tuple[nn.Module, int]:
         head = nn.Sequential(_conv_relu(in_channels, 512), _conv_relu(512, 512))
         _xavier_init(head)
         return head, 512
-    return build_cam_neck(backbone, in_channels) if backbone == "inception_v3" else (nn.Identity(), in_channels)
+    if backbone == "inception_v3":
+        return build_cam_neck(backbone, in_channels)
+    return nn.Identity(), in_channels
 
 
 class SPGNet(nn.Module):
@@ -93,7 +95,8 @@ class SPGNet(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone, pretrained, large_feature_map)
-        units = tuple(DEFAULT_GUIDANCE_UNITS[(backbone, large_feature_map)] if guidance_units is None else guidance_units)
+        default_units = DEFAULT_GUIDANCE_UNITS[(backbone, large_feature_map)]
+        units = tuple(default_units if guidance_units is None else guidance_units)
         names = self.backbone.unit_names
         if len(units) != 2 or any(u not in names for u in units):
             raise ValueError(
@@ -119,9 +122,12 @@ class SPGNet(nn.Module):
         guidance_b2 = self.branch_shared(self.branch_b2(tapped[self.guidance_units[1]]))
         features = self.head(final)
         class_maps = self.classifier(features)
-        return SPGOutput(global_average(class_maps), class_maps, guidance_b1, guidance_b2, self.head_c(features))
+        guidance_c = self.head_c(features)
+        return SPGOutput(global_average(class_maps), class_maps, guidance_b1, guidance_b2, guidance_c)
 
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def localization_maps(
+        self, images: torch.Tensor, classes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the class map ``M_c`` of ``classes[b]`` (SPG's CAM at inference) ``[B, h, w]``."""
         out = self(images)
         return out.logits, gather_class_maps(out.class_maps, classes)
