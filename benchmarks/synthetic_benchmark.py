@@ -49,16 +49,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--output", default="runs/synthetic_benchmark.json")
+    parser.add_argument("--resume", action="store_true", help="skip methods already in --output")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="extra CLI flags after --")
     args = parser.parse_args()
     methods = args.methods or sorted(p.stem for p in Path("experiments").glob("*.yaml"))
     extra = [a for a in args.extra if a != "--"]
-    results = {m: run(m, extra) for m in methods}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(output.read_text()) if args.resume and output.is_file() else {}
+    for method in methods:
+        if method not in results:
+            results[method] = run(method, extra)
+            output.write_text(json.dumps(results, indent=2))  # progress survives an interrupted sweep
     print("| method | fit (s) | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 2) + "|")
-    for method, metrics in results.items():
+    for method in methods:
+        metrics = results[method]
         cells = [f"{metrics[key] * scale:.1f}" if key in metrics else "-" for key, _, scale in COLUMNS]
         print(f"| {method} | {metrics['fit_seconds']:.0f} | " + " | ".join(cells) + " |")
 

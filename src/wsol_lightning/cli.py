@@ -2,13 +2,16 @@
 
 ``wsol fit --config experiments/acol.yaml`` trains, ``validate``/``test`` evaluate (``--ckpt_path``),
 ``predict`` localizes (``--data.predict_dir DIR --output_dir OUT`` writes boxes, maps and overlays of a
-folder of images), ``wsol export`` writes a TorchScript/ONNX model (:mod:`wsol_lightning.export`). The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
+folder of images), ``wsol export`` writes a TorchScript/ONNX model (:mod:`wsol_lightning.export`),
+``wsol compare RUN_DIR...`` tabulates and plots runs against each other (:mod:`wsol_lightning.compare`). The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
 names such as ``CAM`` resolve once the package is imported); the data is always
 :class:`WSOLDataModule`, whose ``num_classes`` is linked into the model.
 
 Weights & Biases: when no API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry) and
 ``WANDB_MODE`` is unset, runs are logged offline (``wandb sync`` uploads them later), so a run never
-waits for the network.
+waits for the network. With a ``WandbLogger`` every run gets method, backbone and dataset as tags
+(group: the method, unless the config sets one), its resolved config in the run config and a
+:class:`~wsol_lightning.callbacks.WandbReport` (curves, gallery, test summary row).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from typing import Any, Optional
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from pytorch_lightning import Trainer  # noqa: E402
 from pytorch_lightning.cli import LightningCLI, LightningArgumentParser  # noqa: E402
+from pytorch_lightning.loggers import WandbLogger  # noqa: E402
 
 from wsol_lightning import __version__  # noqa: E402
-from wsol_lightning.callbacks import WSOLPredictionWriter  # noqa: E402
+from wsol_lightning.callbacks import WandbConfigCallback, WandbReport, WSOLPredictionWriter  # noqa: E402
+from wsol_lightning.callbacks.wandb_report import tag_wandb_logger_config  # noqa: E402
 from wsol_lightning.data import WSOLDataModule  # noqa: E402
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError  # noqa: E402
 from wsol_lightning.models import WSOLModule  # noqa: E402
@@ -68,6 +74,18 @@ class WSOLCLI(LightningCLI):
             )
         return parser
 
+    def before_instantiate_classes(self) -> None:
+        """Tag W&B runs with method/backbone/dataset (and group them by method) before the logger exists."""
+        tag_wandb_logger_config(self.config[self.subcommand] if self.subcommand else self.config)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with a :class:`WandbReport` when a ``WandbLogger`` logs and none is configured."""
+        trainer = super().instantiate_trainer(**kwargs)
+        has_wandb = any(isinstance(logger, WandbLogger) for logger in trainer.loggers)
+        if has_wandb and not any(isinstance(c, WandbReport) for c in trainer.callbacks):
+            trainer.callbacks.append(WandbReport())
+        return trainer
+
     def before_predict(self) -> None:
         """Attach the writer for ``--output_dir``; with a writer, predictions are not also kept in memory."""
         config = self.config_init["predict"]
@@ -86,6 +104,11 @@ def main(args: list[str] | None = None) -> WSOLCLI | None:
 
         export_main(argv[1:])
         return None
+    if argv[:1] == ["compare"]:
+        from wsol_lightning.compare import main as compare_main
+
+        compare_main(argv[1:])
+        return None
     configure_wandb_mode()
     try:
         return WSOLCLI(
@@ -94,11 +117,13 @@ def main(args: list[str] | None = None) -> WSOLCLI | None:
             subclass_mode_model=True,
             subclass_mode_data=False,
             seed_everything_default=0,
+            save_config_callback=WandbConfigCallback,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={
                 "version": __version__,
                 "default_env": True,
-                "epilog": "Also: wsol export --help (a checkpoint as TorchScript or ONNX).",
+                "epilog": "Also: wsol export --help (a checkpoint as TorchScript or ONNX), "
+                "wsol compare --help (a method x metric table and bar chart of runs).",
             },
             args=args,
         )

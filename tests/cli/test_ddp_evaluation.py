@@ -1,5 +1,8 @@
 """`test` on 2 DDP processes gives exactly the metrics of 1 process (every image counted once).
 
+Evaluation batches hold one image so the forward pass is bit-identical however the images are
+sharded (CPU convolutions may round differently for different batch compositions).
+
 Run as subprocesses of the CLI: Lightning's ddp inside a multi-test pytest run re-executes pytest.
 """
 
@@ -20,7 +23,7 @@ def run_test(tmp_path: Path, ckpt: Path, devices: int) -> dict[str, float]:
     out = tmp_path / f"devices{devices}"
     args = [
         "test", *tiny_cli_args("experiments/cam.yaml", str(out)),
-        "--data.synthetic_test_size", "15", "--data.batch_size", "4",
+        "--data.synthetic_test_size", "15", "--data.batch_size", "4", "--data.eval_batch_size", "1",
         "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
         "--trainer.strategy", "ddp" if devices > 1 else "auto",
         "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(out),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,16 +11,44 @@ import pytest
 from helpers import TINY_DATA
 
 from wsol_lightning.cli import configure_wandb_mode
+from wsol_lightning.compare import discover_runs, wandb_record_payloads
+
+#: ``wsol fit ...`` followed by ``trainer.test`` on the fitted model, in one process (one W&B run).
+FIT_THEN_TEST = (
+    "import sys; from wsol_lightning.cli import main; cli = main(sys.argv[1:]); "
+    "cli.trainer.test(cli.model, datamodule=cli.datamodule)"
+)
+
+
+def _run_record(run: Path) -> tuple[list[str], str, dict[str, object]]:
+    """Tags, group and config updates of an offline run's record file."""
+    from wandb.proto import wandb_internal_pb2
+
+    tags: list[str] = []
+    group, config = "", {}
+    for payload in wandb_record_payloads(next(run.glob("run-*.wandb"))):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "run":
+            tags, group = list(record.run.tags), record.run.run_group
+        if record.WhichOneof("record_type") == "config":
+            config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+    return tags, group, config
 
 
 def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Path) -> None:
-    """A run as a user starts it (a separate process, no API key, no network) logs offline."""
+    """A run as a user starts it (a separate process, no API key, no network) logs offline.
+
+    It also carries what ``wsol compare`` and the W&B workspace need: tags and group from the
+    config, the resolved config, BoxAcc-vs-threshold curves, galleries and a test summary row.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_DIR=str(tmp_path), PYTHONPATH="src")
     args = [
         "fit", "--config", "experiments/cam.yaml",
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--trainer.log_every_n_steps", "1",
+        "--trainer.logger.init_args.tags", "[smoke]",
         "--trainer.default_root_dir", str(tmp_path),
         "--trainer.logger.init_args.save_dir", str(tmp_path),
         "--trainer.callbacks", "[]",
@@ -28,8 +57,8 @@ def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Pa
         "--trainer.enable_progress_bar", "false",
         *TINY_DATA,
     ]
-    result = subprocess.run([sys.executable, "-m", "wsol_lightning", *args], env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([sys.executable, "-c", FIT_THEN_TEST, *args], env=env, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -39,6 +68,27 @@ def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Pa
     assert {b"val/maxboxacc_v2", b"val/gt_known_loc", b"val/top1_loc", b"train/loss"} <= keys
     assert len(list(run.rglob("media/images/**/*.png"))) == 3
     assert len(sorted(tmp_path.rglob("cam_images/epoch_000/*.png"))) == 3
+
+    tags, group, config = _run_record(run)
+    assert tags == ["smoke", "cam", "resnet18", "synthetic"] and group == "cam"
+    assert (config["method"], config["backbone"], config["dataset"]) == ("cam", "resnet18", "synthetic")
+    assert config["cli"]["model"]["init_args"]["lr"] == 0.001  # the resolved config, not just hparams
+    tables = {p.name.split("_")[0] + "/" + p.parent.name: json.loads(p.read_text())
+              for p in run.rglob("media/table/*/*.table.json")}
+    for stage in ("val", "test"):
+        curve = tables[f"box/{stage}"]  # box_acc_curve: (threshold, "IoU d%", BoxAcc) rows
+        assert {row[1] for row in curve["data"]} == {"IoU 30%", "IoU 50%", "IoU 70%"}
+        assert len(curve["data"]) == 3 * 100 and all(0 <= row[2] <= 100 for row in curve["data"])
+        gallery = tables[f"gallery/{stage}"]
+        assert gallery["columns"] == ["image", "label", "gt_boxes", "pred_box", "iou"]
+        assert len(gallery["data"]) == 8 and all(0 <= row[4] <= 1 for row in gallery["data"])
+    summary = tables["summary/test"]
+    assert summary["data"][0][:3] == ["cam", "resnet18", "synthetic"]
+    maxboxacc = summary["data"][0][summary["columns"].index("test/maxboxacc_v2")]
+
+    (result,) = discover_runs([tmp_path / "wandb"])  # what `wsol compare` reads back
+    assert (result.method, result.backbone, result.dataset) == ("cam", "resnet18", "synthetic")
+    assert abs(result.metrics["test/maxboxacc_v2"] - maxboxacc) < 1e-6
 
 
 def test_no_credentials_means_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -153,7 +153,26 @@ class MaxBoxAccV2(Metric):
             boxes: N tensors ``[K_i, 4]``: every GT box of the image, inclusive ``x0, y0, x1, y1``
                 pixel coordinates in that frame.
         """
-        hits = threshold_hits(cams, boxes, self.thresholds, self.iou_thresholds, self.multi_contour)
+        self._accumulate_hits(threshold_hits(cams, boxes, self.thresholds, self.iou_thresholds, self.multi_contour))
+
+    def update_from_hits(self, hits: np.ndarray) -> None:
+        """Accumulate a batch already scored by :func:`threshold_hits` (same states as :meth:`update`).
+
+        Lets several metrics that evaluate the same maps with the same settings share one box
+        kernel run (the evaluation step feeds GT-known, Top-1 and Top-5 Loc this way).
+
+        Args:
+            hits: bool ``[N, len(iou_thresholds), len(thresholds)]`` from :func:`threshold_hits`
+                with this metric's ``thresholds``, ``iou_thresholds`` and ``multi_contour``.
+        """
+        # torchmetrics' own update bookkeeping (cached value reset, update count, compute_on_cpu).
+        self._wrap_update(self._accumulate_hits)(hits)
+
+    def _accumulate_hits(self, hits: np.ndarray) -> None:
+        hits = np.asarray(hits)
+        expected = (len(self.iou_thresholds), len(self.thresholds))
+        if hits.ndim != 3 or hits.shape[1:] != expected:
+            raise ValueError(f"hits must have shape [N, {expected[0]}, {expected[1]}], got {hits.shape}")
         self.hits += torch.from_numpy(hits.sum(axis=0)).to(self.hits.device)
         self.count += hits.shape[0]
 
@@ -278,10 +297,26 @@ class TopOneLoc(Metric):
             boxes: N tensors ``[K_i, 4]`` of GT boxes (inclusive ``x0, y0, x1, y1``).
             correct: bool ``[N]``, the classification is right (top-1, or top-5 for Top-5 Loc).
         """
+        hits = threshold_hits(cams, boxes, self.thresholds, (50,), self.multi_contour)[:, 0, :]
+        self._accumulate_hits(hits, correct)
+
+    def update_from_hits(self, hits: np.ndarray, correct: torch.Tensor | np.ndarray) -> None:
+        """Accumulate a batch already scored by :func:`threshold_hits` (see :meth:`MaxBoxAccV2.update_from_hits`).
+
+        Args:
+            hits: bool ``[N, len(thresholds)]``: the IoU-50 row of :func:`threshold_hits` with this
+                metric's ``thresholds`` and ``multi_contour`` (``hits[:, 0, :]`` for ``(50,)``).
+            correct: bool ``[N]``, the classification is right (top-1, or top-5 for Top-5 Loc).
+        """
+        self._wrap_update(self._accumulate_hits)(hits, correct)
+
+    def _accumulate_hits(self, hits: np.ndarray, correct: torch.Tensor | np.ndarray) -> None:
+        hits = np.asarray(hits)
+        if hits.ndim != 2 or hits.shape[1] != len(self.thresholds):
+            raise ValueError(f"hits must have shape [N, {len(self.thresholds)}], got {hits.shape}")
         if isinstance(correct, torch.Tensor):
             correct = correct.detach().cpu().numpy()
         correct = np.asarray(correct).astype(bool).reshape(-1)
-        hits = threshold_hits(cams, boxes, self.thresholds, (50,), self.multi_contour)[:, 0, :]
         if len(correct) != len(hits):
             raise ValueError(f"got {len(hits)} maps but {len(correct)} correctness flags")
         self.gt_known_hits += torch.from_numpy(hits.sum(axis=0)).to(self.hits.device)

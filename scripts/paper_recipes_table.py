@@ -1,0 +1,98 @@
+"""Print the README's "Paper recipes" table: every ``experiments/paper`` recipe and the number it targets.
+
+Targets come from the method notes' index (``../shared/papers/README.md`` by default): the
+wsolevaluation MaxBoxAccV2 table (verified, "V") and the papers' Top-1 Loc table with its confidence
+column ("V"/"L" verified, "M" recalled from the paper and marked *unverified*). Regenerate after
+adding a recipe and paste the output under "Paper recipes" in README.md::
+
+    python scripts/paper_recipes_table.py [--papers PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from wsol_lightning.recipes import recipe_pieces
+
+REPO = Path(__file__).resolve().parent.parent
+BACKBONES = {"vgg16": "vgg16", "vgg16-gap": "vgg16", "inceptionv3": "inception_v3", "resnet50": "resnet50",
+             "resnet50-se": "resnet50", "r50": "resnet50", "inc": "inception_v3", "vgg": "vgg16"}
+DATASET_COLUMN = {"cub": "CUB", "ilsvrc": "IN", "openimages": "OI"}
+
+
+def markdown_rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the first markdown table after ``heading`` (cells stripped)."""
+    section = text.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows
+
+
+def confidence(text: str, dataset_column: str) -> str:
+    """The V/L/M code of a confidence cell for one dataset (``"CUB L, IN M"`` style cells are split)."""
+    match = re.search(rf"\b{dataset_column}\s+([VLM])\b", text)
+    return match.group(1) if match else text[:1]
+
+
+def paper_targets(papers_readme: Path) -> tuple[dict, dict]:
+    """``({(method, backbone, dataset): MaxBoxAccV2}, {(method, backbone, dataset): (top1_loc, conf)})``."""
+    text = papers_readme.read_text()
+    maxboxacc = {}
+    header, *rows = markdown_rows(text, "### wsolevaluation protocol")
+    for row in rows[1:]:
+        for column, value in zip(header[1:], row[1:]):
+            dataset, backbone = column.split()
+            key_dataset = {v: k for k, v in DATASET_COLUMN.items()}[dataset]
+            maxboxacc[(row[0].lower(), BACKBONES[backbone.lower()], key_dataset)] = value
+    top1 = {}
+    header, *rows = markdown_rows(text, "### Classic metrics")
+    for row in rows[1:]:
+        cells = dict(zip(header, row))
+        method = re.sub(r"\s*\(.*\)", "", cells["Method"]).lower()
+        backbones = [b.strip().lower() for b in cells["Backbone"].split("/")]
+        for dataset, column in (("cub", "CUB Top-1"), ("ilsvrc", "IN Top-1")):
+            values = [v.strip() for v in cells[column].split("/")]
+            for backbone, value in zip(backbones, values if len(values) == len(backbones) else values[:1]):
+                if backbone in BACKBONES and re.fullmatch(r"≈?[\d.]+", value):
+                    conf = confidence(cells["conf."], DATASET_COLUMN[dataset])
+                    top1[(method, BACKBONES[backbone], dataset)] = (value, conf)
+    return maxboxacc, top1
+
+
+def table(papers_readme: Path) -> str:
+    """The markdown table of every recipe in ``experiments/paper``."""
+    maxboxacc, top1 = paper_targets(papers_readme)
+    lines = [
+        "| recipe | method | backbone | dataset | MaxBoxAccV2 (wsolevaluation) | Top-1 Loc (paper) "
+        "| composed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for recipe in sorted((REPO / "experiments" / "paper").glob("*.yaml")):
+        method, rest = recipe.stem.split("_", 1)
+        backbone, dataset = rest.rsplit("_", 1)
+        key = (method, backbone, dataset)
+        box = maxboxacc.get(key, "—")
+        loc = "—"
+        if key in top1:
+            value, conf = top1[key]
+            loc = f"{value} (unverified)" if conf == "M" else f"{value} ({conf})"
+        composed = "yes" if recipe_pieces(recipe) else "no"
+        lines.append(f"| `{recipe.name}` | {method} | {backbone} | {dataset} | {box} | {loc} | {composed} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=Path, default=REPO.parent / "shared" / "papers" / "README.md",
+                        help="the method notes' index with the reported numbers")
+    print(table(parser.parse_args().papers))
+
+
+if __name__ == "__main__":
+    main()
