@@ -199,3 +199,15 @@ def test_cli_fit_then_test(tmp_path: Path) -> None:
     assert isinstance(cli.model, ACoL) and cli.model.hparams.erase_threshold == 0.6
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0
+
+
+def test_head_init_follows_the_code_bases_unless_forced() -> None:
+    def last_conv_std(**kwargs) -> float:
+        net = ACoLNet("resnet18", num_classes=8, **kwargs)
+        convs = [m for m in net.classifier.modules() if isinstance(m, torch.nn.Conv2d)]
+        return float(convs[-1].weight.std())
+
+    he, xavier = last_conv_std(), last_conv_std(head_init="xavier")
+    # He fan-out on the final 1x1 conv to 8 classes: std sqrt(2 / 8) = 0.5; Xavier: sqrt(2 / (1024 + 8))
+    assert he == pytest.approx(0.5, rel=0.1)
+    assert xavier == pytest.approx((2 / (1024 + 8)) ** 0.5, rel=0.1)

@@ -15,7 +15,19 @@ from wsol_lightning.models.mcis import MCIS
 from wsol_lightning.models.spa import SPA
 from wsol_lightning.models.spg import SPG
 
-_MODELS: dict[str, type[WSOLModule]] = {"acol": ACoL, "adl": ADL, "cam": CAM, "cutmix": CutMix, "danet": DANet, "has": HaS, "i2c": I2C, "icl": ICL, "mcis": MCIS, "spa": SPA, "spg": SPG}
+_MODELS: dict[str, type[WSOLModule]] = {
+    "acol": ACoL,
+    "adl": ADL,
+    "cam": CAM,
+    "cutmix": CutMix,
+    "danet": DANet,
+    "has": HaS,
+    "i2c": I2C,
+    "icl": ICL,
+    "mcis": MCIS,
+    "spa": SPA,
+    "spg": SPG,
+}
 
 
 def available_models() -> list[str]:
@@ -32,4 +44,19 @@ def get_model(name: str, **kwargs: object) -> WSOLModule:
     return cls(**kwargs)
 
 
-__all__ = ["ACoL", "ADL", "CAM", "CutMix", "DANet", "HaS", "I2C", "ICL", "MCIS", "SPA", "SPG", "WSOLModule", "available_models", "get_model"]
+__all__ = [
+    "ACoL",
+    "ADL",
+    "CAM",
+    "CutMix",
+    "DANet",
+    "HaS",
+    "I2C",
+    "ICL",
+    "MCIS",
+    "SPA",
+    "SPG",
+    "WSOLModule",
+    "available_models",
+    "get_model",
+]

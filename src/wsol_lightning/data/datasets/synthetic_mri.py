@@ -11,8 +11,8 @@ class SyntheticMRIDataset(WSOLDataset):
 
     Samples carry ``mask`` (the tumour, all-zero on tumour-free slices) for PxAP and
     ``skull_mask`` (the bright skull ring) for skull-leak diagnostics; both go through the same
-    geometric transform as the image. ``skull_mask`` reaches a collated batch only once
-    ``batch.OPTIONAL_MAP_KEYS`` lists it; :meth:`skull_mask` reads it in the original frame.
+    geometric transform as the image and reach collated batches; :meth:`skull_mask` reads the
+    ring in the original frame.
     """
 
     def __init__(self, generator: SyntheticMRI, resize_size: int, crop_size: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -26,6 +26,9 @@ class ACoL(WSOLModule):
         feature_smoothing: 3x3/s1 average pool on the backbone feature; ``None``: VGG16 only.
         vgg_pooling: ``"acol"`` (ACoL's 3x3 max-pools and the stride-1 pool after conv5_3, both code
             bases) or ``"torchvision"`` (the CAM backbone's 2x2 pools); VGG16 only.
+        head_init: init of the heads' convs: ``None`` = the code bases' choice (He on ResNet as
+            wsolevaluation, Xavier otherwise); ``"xavier"`` or ``"he"`` to force one. He's fan-out
+            init of the final 1x1 conv gives very large initial logits when there are few classes.
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -35,6 +38,7 @@ class ACoL(WSOLModule):
         erasing: bool = True,
         feature_smoothing: bool | None = None,
         vgg_pooling: VGGPooling = "acol",
+        head_init: Literal["xavier", "he"] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -50,6 +54,7 @@ class ACoL(WSOLModule):
             erasing=hp.erasing,
             feature_smoothing=hp.feature_smoothing,
             vgg_pooling=hp.vgg_pooling,
+            head_init=hp.head_init,
         )
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

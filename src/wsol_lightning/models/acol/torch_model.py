@@ -107,6 +107,8 @@ class ACoLNet(nn.Module):
             both code bases: pool1-pool3 3x3/s2/p1, pool4 3x3/s2/p1 (14x14) or 3x3/s1/p1 (28x28),
             and an extra 3x3/s1/p1 max-pool after conv5_3. ``"torchvision"``: the shared CAM
             backbone's 2x2 pools.
+        head_init: initialization of the heads' convs: ``None`` follows the code bases (He for
+            ResNet as wsolevaluation's ``ResNetAcol``, Xavier otherwise), or ``"xavier"``/``"he"``.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class ACoLNet(nn.Module):
         erasing: bool = True,
         feature_smoothing: bool | None = None,
         vgg_pooling: VGGPooling = "acol",
+        head_init: Literal["xavier", "he"] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < erase_threshold <= 1.0:
@@ -134,7 +137,7 @@ class ACoLNet(nn.Module):
             feature_smoothing = backbone == "vgg16"
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
         channels = self.backbone.out_channels
-        init = "he" if backbone.startswith("resnet") else "xavier"
+        init = head_init or ("he" if backbone.startswith("resnet") else "xavier")
         self.classifier = ACoLClassifier(channels, num_classes, init)
         self.classifier_erased = ACoLClassifier(channels, num_classes, init)
 

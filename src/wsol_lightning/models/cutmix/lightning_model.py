@@ -6,13 +6,12 @@ from typing import Any
 
 import torch
 
-from wsol_lightning.models.base import WSOLModule
-from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.components.augment import cutmix, step_generator
 from wsol_lightning.models.cutmix.loss import cutmix_cross_entropy
 
 
-class CutMix(WSOLModule):
+class CutMix(CAM):
     """CutMix (Yun et al., ICCV 2019): paste a partner's box, mix the labels by area.
 
     With probability ``prob`` per training batch a box of a permuted partner image is pasted into
@@ -34,10 +33,6 @@ class CutMix(WSOLModule):
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
         super().__init__(**kwargs)
-
-    def build_model(self) -> CAMNet:
-        hp = self.hparams
-        return CAMNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map)
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams

@@ -7,12 +7,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from wsol_lightning.models.base import WSOLModule
-from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.components.augment import hide_patches, step_generator
 
 
-class HaS(WSOLModule):
+class HaS(CAM):
     """Hide-and-Seek (Singh & Lee, ICCV 2017): hide random patches of the training image.
 
     Each training image is cut into ``grid_size``-pixel patches; each patch is replaced by ``fill``
@@ -37,10 +36,6 @@ class HaS(WSOLModule):
         if not 0.0 <= hide_prob <= 1.0:
             raise ValueError(f"hide_prob must be in [0, 1], got {hide_prob}")
         super().__init__(**kwargs)
-
-    def build_model(self) -> CAMNet:
-        hp = self.hparams
-        return CAMNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map)
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams
