@@ -177,6 +177,15 @@ def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
 
 
 @numba.njit(cache=True, nogil=True)
+def _component_hit_mask(box: np.ndarray, width: int, height: int, gt: np.ndarray, deltas: np.ndarray) -> int:
+    """:func:`_hit_mask` of a foreground component's reference box.
+
+    The box is ``[x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1)]`` (one pixel too big unless clipped).
+    """
+    return _hit_mask(box[0], box[1], min(box[2] + 1, width - 1), min(box[3] + 1, height - 1), gt, deltas)
+
+
+@numba.njit(cache=True, nogil=True)
 def _count_mask(counts: np.ndarray, mask: int, sign: int) -> None:
     if mask:
         for d in range(counts.shape[0]):
@@ -348,14 +357,7 @@ def _component_masks(
             if parent[r] != r:
                 continue
             _count_mask(counts, counted[r], -1)
-            counted[r] = _hit_mask(
-                box[r, 0],
-                box[r, 1],
-                min(box[r, 2] + 1, width - 1),
-                min(box[r, 3] + 1, height - 1),
-                gt,
-                deltas,
-            )
+            counted[r] = _component_hit_mask(box[r], width, height, gt, deltas)
             _count_mask(counts, counted[r], 1)
         out[v - 1] = _mask_of_counts(counts)
 
@@ -495,14 +497,7 @@ def _largest_masks(
             r = active[k]
             if area2[r] > area2[best] or (area2[r] == area2[best] and first[r] > first[best]):
                 best = r
-        previous = _hit_mask(
-            box[best, 0],
-            box[best, 1],
-            min(box[best, 2] + 1, width - 1),
-            min(box[best, 3] + 1, height - 1),
-            gt,
-            deltas,
-        )
+        previous = _component_hit_mask(box[best], width, height, gt, deltas)
         out[v - 1] = previous
     out[LEVELS - 1] = 0
 
