@@ -173,10 +173,14 @@ class WSOLModule(pl.LightningModule):
         resized = resize_cam(maps.detach().float().cpu().numpy().astype(np.float64), (height, width))
         return logits, resized
 
+    def _stage_metrics(self, stage: str) -> tuple[MetricCollection, MetricCollection, PxAP, PartFocus]:
+        """Box metrics, classification accuracy, PxAP and part focus of ``val`` or ``test``."""
+        if stage == "val":
+            return self.val_metrics, self.val_accuracy, self.val_pxap, self.val_part_focus
+        return self.test_metrics, self.test_accuracy, self.test_pxap, self.test_part_focus
+
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
-        pxap = self.val_pxap if stage == "val" else self.test_pxap
+        metrics, accuracy, pxap, part_focus = self._stage_metrics(stage)
         labels = batch["label"]
         logits, cams = self.evaluation_maps(batch)
         accuracy.update(logits, labels)
@@ -203,7 +207,6 @@ class WSOLModule(pl.LightningModule):
             pxap.update(cams_t, batch["mask"].cpu())
             self._has_masks = True
         if "part_mask" in batch:
-            part_focus = self.val_part_focus if stage == "val" else self.test_part_focus
             part_focus.update(cams_t, batch["part_mask"].cpu(), boxes, self.current_cam_threshold())
             self._has_parts = True
 
@@ -219,9 +222,7 @@ class WSOLModule(pl.LightningModule):
         return bool(total > 0)
 
     def _evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
-        metrics = self.val_metrics if stage == "val" else self.test_metrics
-        accuracy = self.val_accuracy if stage == "val" else self.test_accuracy
-        pxap = self.val_pxap if stage == "val" else self.test_pxap
+        metrics, accuracy, pxap, part_focus = self._stage_metrics(stage)
         values = {f"{stage}/{k}": v for k, v in accuracy.compute().items()}
         has_boxes, has_masks, has_parts = (
             self._any_rank(getattr(self, flag, False)) for flag in ("_has_boxes", "_has_masks", "_has_parts")
@@ -234,7 +235,6 @@ class WSOLModule(pl.LightningModule):
                 values[f"{stage}/maxboxacc_iou{iou}"] = torch.as_tensor(acc)
         if has_masks:
             values[f"{stage}/pxap"] = pxap.compute()
-        part_focus = self.val_part_focus if stage == "val" else self.test_part_focus
         if has_parts:
             values.update({f"{stage}/{k}": v for k, v in part_focus.compute().items()})
         if stage == "val" and not self.trainer.sanity_checking and has_boxes:
