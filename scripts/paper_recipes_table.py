@@ -2,8 +2,9 @@
 
 Targets come from the method notes' index (``../shared/papers/README.md`` by default): the
 wsolevaluation MaxBoxAccV2 table (verified, "V") and the papers' Top-1 Loc table with its confidence
-column ("V"/"L" verified, "M" recalled from the paper and marked *unverified*). Regenerate after
-adding a recipe and paste the output under "Paper recipes" in README.md::
+column ("V"/"L" verified, "M" recalled from the paper and marked *unverified*, "?" a number the
+notes could not read, shown as *not available*). Regenerate after adding a recipe and paste the output
+under "Paper recipes" in README.md::
 
     python scripts/paper_recipes_table.py [--papers PATH]
 """
@@ -14,11 +15,11 @@ import argparse
 import re
 from pathlib import Path
 
-from wsol_lightning.recipes import recipe_pieces
-
 REPO = Path(__file__).resolve().parent.parent
 BACKBONES = {"vgg16": "vgg16", "vgg16-gap": "vgg16", "inceptionv3": "inception_v3", "resnet50": "resnet50",
              "resnet50-se": "resnet50", "r50": "resnet50", "inc": "inception_v3", "vgg": "vgg16"}
+# Paper backbones that only share our backbone's name: the cell names them (not the same network).
+VARIANT_BACKBONES = {"resnet50-se": "ResNet50-SE"}
 DATASET_COLUMN = {"cub": "CUB", "ilsvrc": "IN", "openimages": "OI"}
 
 
@@ -41,7 +42,10 @@ def confidence(text: str, dataset_column: str) -> str:
 
 
 def paper_targets(papers_readme: Path) -> tuple[dict, dict]:
-    """``({(method, backbone, dataset): MaxBoxAccV2}, {(method, backbone, dataset): (top1_loc, conf)})``."""
+    """``({cell: MaxBoxAccV2}, {cell: (top1_loc, conf, variant)})``, cell = (method, backbone, dataset).
+
+    ``variant`` names the paper's backbone where it only shares our backbone's name, else None.
+    """
     text = papers_readme.read_text()
     maxboxacc = {}
     header, *rows = markdown_rows(text, "### wsolevaluation protocol")
@@ -58,10 +62,13 @@ def paper_targets(papers_readme: Path) -> tuple[dict, dict]:
         backbones = [b.strip().lower() for b in cells["Backbone"].split("/")]
         for dataset, column in (("cub", "CUB Top-1"), ("ilsvrc", "IN Top-1")):
             values = [v.strip() for v in cells[column].split("/")]
+            if values == ["?"]:  # one "?" for every backbone of the row: not read from the paper
+                values = values * len(backbones)
             for backbone, value in zip(backbones, values if len(values) == len(backbones) else values[:1]):
-                if backbone in BACKBONES and re.fullmatch(r"≈?[\d.]+", value):
+                if backbone in BACKBONES and re.fullmatch(r"≈?[\d.]+|\?", value):
                     conf = confidence(cells["conf."], DATASET_COLUMN[dataset])
-                    top1[(method, BACKBONES[backbone], dataset)] = (value, conf)
+                    variant = VARIANT_BACKBONES.get(backbone)
+                    top1[(method, BACKBONES[backbone], dataset)] = (value, conf, variant)
     return maxboxacc, top1
 
 
@@ -69,9 +76,8 @@ def table(papers_readme: Path) -> str:
     """The markdown table of every recipe in ``experiments/paper``."""
     maxboxacc, top1 = paper_targets(papers_readme)
     lines = [
-        "| recipe | method | backbone | dataset | MaxBoxAccV2 (wsolevaluation) | Top-1 Loc (paper) "
-        "| composed |",
-        "|---|---|---|---|---|---|---|",
+        "| recipe | method | backbone | dataset | MaxBoxAccV2 (wsolevaluation) | Top-1 Loc (paper) |",
+        "|---|---|---|---|---|---|",
     ]
     for recipe in sorted((REPO / "experiments" / "paper").glob("*.yaml")):
         method, rest = recipe.stem.split("_", 1)
@@ -80,10 +86,10 @@ def table(papers_readme: Path) -> str:
         box = maxboxacc.get(key, "—")
         loc = "—"
         if key in top1:
-            value, conf = top1[key]
-            loc = f"{value} (unverified)" if conf == "M" else f"{value} ({conf})"
-        composed = "yes" if recipe_pieces(recipe) else "no"
-        lines.append(f"| `{recipe.name}` | {method} | {backbone} | {dataset} | {box} | {loc} | {composed} |")
+            value, conf, variant = top1[key]
+            notes = ", ".join(note for note in ("unverified" if conf == "M" else conf, variant) if note)
+            loc = "not available" if value == "?" else f"{value} ({notes})"
+        lines.append(f"| `{recipe.name}` | {method} | {backbone} | {dataset} | {box} | {loc} |")
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,25 @@ import pytest
 import yaml
 
 from wsol_lightning.cli import main
-from wsol_lightning.recipes import recipe_configs, recipe_pieces
+from wsol_lightning.recipes import recipe_command, recipe_configs, recipe_pieces
 
 EXPERIMENTS = Path("experiments")
 FULL_CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name in ("experiments", "paper"))
 DATA_FRAGMENTS = sorted((EXPERIMENTS / "data").glob("*.yaml"))
 BACKBONE_FRAGMENTS = sorted((EXPERIMENTS / "backbone").glob("*.yaml"))
 COMPOSED_RECIPES = [p for p in FULL_CONFIGS if recipe_pieces(p)]
+PAPER_RECIPES = sorted((EXPERIMENTS / "paper").glob("*.yaml"))
+
+
+def leaves(tree: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """``{key path: value}`` of every non-mapping value of a parsed YAML file."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, (*prefix, key)))
+        else:
+            out[(*prefix, key)] = value
+    return out
 
 
 def print_config(capsys: pytest.CaptureFixture, *configs: Path) -> str:
@@ -48,10 +61,36 @@ def test_every_method_has_a_synthetic_config() -> None:
     assert not missing
 
 
-def test_acol_recipes_are_composed() -> None:
-    """At least the ACoL family is in the composed form (pieces + a short recipe)."""
-    acol = sorted((EXPERIMENTS / "paper").glob("acol_*.yaml"))
-    assert acol and set(acol) <= set(COMPOSED_RECIPES)
+def test_every_paper_recipe_is_composed() -> None:
+    """Every recipe of ``experiments/paper`` is in the composed form (pieces + a short recipe)."""
+    not_composed = [p.name for p in PAPER_RECIPES if not recipe_pieces(p)]
+    assert PAPER_RECIPES and not not_composed, f"recipes without a '# compose:' line: {not_composed}"
+
+
+def test_recipes_set_only_what_their_pieces_do_not() -> None:
+    """A recipe repeats no value its pieces already give (``class_path`` aside: it keys the merge)."""
+    repeated = []
+    for recipe in PAPER_RECIPES:
+        from_pieces = {}
+        for piece in recipe_pieces(recipe):
+            from_pieces.update(leaves(yaml.safe_load(piece.read_text())))
+        for path, value in leaves(yaml.safe_load(recipe.read_text())).items():
+            if path[-1] != "class_path" and path in from_pieces and from_pieces[path] == value:
+                repeated.append(f"{recipe.name}: {'.'.join(path)}")
+    assert not repeated, f"values already given by the pieces: {repeated}"
+
+
+def test_recipe_run_line_is_its_command() -> None:
+    """The ``Run:`` comment of every recipe is the command :func:`recipe_command` builds for it."""
+    stale = [p.name for p in PAPER_RECIPES if f"#   {recipe_command(p)}\n" not in p.read_text()]
+    assert not stale, f"recipes whose 'wsol fit' line is not their compose command: {stale}"
+
+
+def test_readme_table_lists_every_recipe() -> None:
+    """README's "Paper recipes" table has one row per recipe, in file order (paper_recipes_table.py)."""
+    section = Path("README.md").read_text().split("## Paper recipes", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `([^`]+\.yaml)` \|", section, flags=re.MULTILINE)
+    assert listed == [p.name for p in PAPER_RECIPES]
 
 
 @pytest.mark.parametrize("recipe", COMPOSED_RECIPES, ids=lambda p: p.stem)
