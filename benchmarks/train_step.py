@@ -7,7 +7,9 @@ Run by hand (figures go into BENCHMARKS.md):
 
 A step is forward + every training loss + backward + optimizer step (the module's own optimizer),
 on a fixed random batch whose labels come in same-class pairs (so the pair methods have partners).
-Reported: median seconds per step over ``--steps`` timed steps after ``--warmup`` steps.
+Reported: median seconds per step over ``--steps`` timed steps after ``--warmup`` steps. The methods
+take turns step by step (round robin), so on a shared machine the load hits all of them alike and the
+ratios to CAM hold even when the absolute times are inflated.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
+from typing import Callable
 
 import torch
+import yaml
 
 from wsol_lightning.models import available_models, get_model
 
@@ -30,28 +35,52 @@ def make_batch(batch_size: int, image_size: int, num_classes: int, device: torch
     }
 
 
-def time_method(name: str, args: argparse.Namespace, device: torch.device) -> float:
-    model = get_model(name, num_classes=args.num_classes, backbone=args.backbone).to(device)
+def build_stepper(name: str, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One training step of method ``name`` on a fixed batch, as a closure."""
+    init_args = experiment_init_args(name) if args.experiment_configs else {}
+    init_args.update(num_classes=args.num_classes, backbone=args.backbone, pretrained=False)
+    model = get_model(name, **init_args).to(device)
     model.train()
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     batch = make_batch(args.batch_size, args.image_size, args.num_classes, device)
-    times = []
-    for step in range(args.warmup + args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             losses = model.training_losses(batch)
             loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return step
+
+
+def experiment_init_args(name: str) -> dict:
+    """The model ``init_args`` of ``experiments/<name>.yaml`` (the shipped synthetic settings)."""
+    config = yaml.safe_load(Path(f"experiments/{name}.yaml").read_text())
+    return dict(config["model"].get("init_args") or {})
+
+
+def time_interleaved(steppers: dict[str, Callable[[], None]], args: argparse.Namespace,
+                     device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each method, the methods taking turns step by step.
+
+    Round-robin interleaving exposes every method to the same machine load, so the ratios to CAM
+    stay meaningful on a shared machine even when the absolute times do not.
+    """
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for round_index in range(args.warmup + args.steps):
+        for name, step in steppers.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_index >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -65,14 +94,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--experiment-configs", action="store_true",
+                        help="build each method with the model init_args of experiments/<method>.yaml "
+                             "(backbone, classes and pretrained still from the flags); default: paper defaults")
     args = parser.parse_args()
     device = torch.device(args.device)
     methods = args.methods or available_models()
     if "cam" in methods:
         methods = ["cam"] + [m for m in methods if m != "cam"]
-    results = {m: time_method(m, args, device) for m in methods}
+    torch.manual_seed(0)
+    results = time_interleaved({m: build_stepper(m, args, device) for m in methods}, args, device)
     cam = results.get("cam")
-    print(f"backbone={args.backbone} image={args.image_size} batch={args.batch_size} device={args.device} bf16={args.bf16}")
+    print(f"backbone={args.backbone} image={args.image_size} batch={args.batch_size} device={args.device} "
+          f"bf16={args.bf16} experiment_configs={args.experiment_configs} threads={torch.get_num_threads()}")
     print("| method | s/step | x CAM |")
     print("|---|---|---|")
     for name, seconds in results.items():
