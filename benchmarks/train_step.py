@@ -63,24 +63,28 @@ def experiment_init_args(name: str) -> dict:
 
 
 def time_interleaved(steppers: dict[str, Callable[[], None]], args: argparse.Namespace,
-                     device: torch.device) -> dict[str, float]:
-    """Median seconds per step of each method, the methods taking turns step by step.
+                     device: torch.device) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per step of each method, the methods taking turns step by step.
 
     Round-robin interleaving exposes every method to the same machine load, so the ratios to CAM
-    stay meaningful on a shared machine even when the absolute times do not.
+    stay meaningful on a shared machine even when the absolute times do not. CPU time
+    (``time.process_time``) is reported too: with ``--threads 1`` on a loaded machine it is the
+    figure to trust (threads spinning while they wait for a busy core inflate multi-thread times).
     """
-    times: dict[str, list[float]] = {name: [] for name in steppers}
+    wall: dict[str, list[float]] = {name: [] for name in steppers}
+    cpu: dict[str, list[float]] = {name: [] for name in steppers}
     for round_index in range(args.warmup + args.steps):
         for name, step in steppers.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if round_index >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in steppers}
 
 
 def main() -> None:
@@ -94,6 +98,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--experiment-configs", action="store_true",
                         help="build each method with the model init_args of experiments/<method>.yaml "
                              "(backbone, classes and pretrained still from the flags); default: paper defaults")
@@ -102,16 +107,19 @@ def main() -> None:
     methods = args.methods or available_models()
     if "cam" in methods:
         methods = ["cam"] + [m for m in methods if m != "cam"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = time_interleaved({m: build_stepper(m, args, device) for m in methods}, args, device)
     cam = results.get("cam")
     print(f"backbone={args.backbone} image={args.image_size} batch={args.batch_size} device={args.device} "
           f"bf16={args.bf16} experiment_configs={args.experiment_configs} threads={torch.get_num_threads()}")
-    print("| method | s/step | x CAM |")
-    print("|---|---|---|")
-    for name, seconds in results.items():
-        ratio = f"{seconds / cam:.2f}" if cam else "-"
-        print(f"| {name} | {seconds:.3f} | {ratio} |")
+    print("| method | wall s/step | x CAM (wall) | CPU s/step | x CAM (CPU) |")
+    print("|---|---|---|---|---|")
+    for name, (seconds, cpu_seconds) in results.items():
+        ratio = f"{seconds / cam[0]:.2f}" if cam else "-"
+        cpu_ratio = f"{cpu_seconds / cam[1]:.2f}" if cam else "-"
+        print(f"| {name} | {seconds:.3f} | {ratio} | {cpu_seconds:.3f} | {cpu_ratio} |")
 
 
 if __name__ == "__main__":
