@@ -29,6 +29,11 @@
 # RAM changes training, SCG only inference: one model is trained per RAM setting and then evaluated
 # with every SCG setting (a new `SPA` with the same weights; its CAM threshold is chosen on the
 # validation split again, since each map has its own optimum).
+#
+# Two more SCG rows test the open questions of the SPA notes: **image affinity** mixes a colour and
+# position affinity of the input image into the correlation (`scg_image_affinity_weight`), and
+# **cross-image** adds the object seeds of a same-class partner found in the batch
+# (`scg_cross_image`). Both are off by default.
 
 # %% tags=["parameters"]
 TRAIN_STEPS = 3          # optimizer steps per RAM setting
@@ -88,6 +93,9 @@ SCG_SETTINGS = {
     "SCG first-order": dict(scg=True, scg_mode="first_order"),
     "SCG high-order": dict(scg=True, scg_mode="high_order"),
     "SCG combined": dict(scg=True, scg_mode="combined"),
+    # the seeds' open ideas (issue 14; BENCHMARKS.md "SPA open ideas" has the 8x8-map numbers)
+    "SCG combined + image affinity 0.5": dict(scg=True, scg_mode="combined", scg_image_affinity_weight=0.5),
+    "SCG combined + cross-image": dict(scg=True, scg_mode="combined", scg_cross_image=True),
 }
 runs = {}
 for ram, run in trained.items():
