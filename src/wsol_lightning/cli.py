@@ -5,7 +5,7 @@
 folder of images), ``wsol export`` writes a TorchScript/ONNX model (:mod:`wsol_lightning.export`),
 ``wsol compare RUN_DIR...`` tabulates and plots runs against each other (:mod:`wsol_lightning.compare`). The model is chosen by ``class_path`` (any :class:`WSOLModule` subclass, short
 names such as ``CAM`` resolve once the package is imported); the data is always
-:class:`WSOLDataModule`, whose ``num_classes`` is linked into the model.
+:class:`WSOLDataModule`, whose ``num_classes`` and ``multilabel`` are linked into the model.
 
 Weights & Biases: when no API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry) and
 ``WANDB_MODE`` is unset, runs are logged offline (``wandb sync`` uploads them later), so a run never
@@ -59,10 +59,14 @@ def configure_wandb_mode() -> str:
 
 
 class WSOLCLI(LightningCLI):
-    """LightningCLI with the datamodule's ``num_classes`` linked into the model and ``predict --output_dir``."""
+    """LightningCLI with ``predict --output_dir``.
+
+    The datamodule's ``num_classes`` and ``multilabel`` are linked into the model.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.multilabel", "model.init_args.multilabel", apply_on="instantiate")
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

@@ -1,6 +1,6 @@
-"""Part-focus diagnostics: how much a localization map is stuck on the discriminative part.
+"""Diagnostics of where a localization map sits: on the discriminative part, on the skull.
 
-Defined on datasets that know where the part is (the built-in synthetic set's ``part_mask``):
+Part focus, on datasets that know where the part is (the built-in synthetic set's ``part_mask``):
 
 * ``part_peak_share``: percentage of images whose map peak (arg-max of the map at the evaluated
   image size, first in raster order) lies on the part. Plain CAM is expected to peak on the part.
@@ -8,7 +8,12 @@ Defined on datasets that know where the part is (the built-in synthetic set's ``
   contour of the normalized map at the given threshold, the standard rule), i.e. how much of the
   object the box finds. The shared evaluation uses the threshold chosen on validation.
 
-Both are summed states, so they are exact under DDP.
+Skull share, on datasets that know where the skull is (the synthetic MRI set's ``skull_mask``):
+
+* ``skull_cam_share`` / ``skull_cam_share_no_tumour``: mean percentage of the tumour-class map's
+  mass on the skull ring, over the slices with / without a tumour (:class:`SkullShare`).
+
+All are summed states, so they are exact under DDP.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import torch
 from torchmetrics import Metric
 
 from wsol_lightning.metrics import normalize_cam
-from wsol_lightning.models.components.cam import cam_to_boxes
 
 
 def box_coverage(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -44,6 +48,9 @@ class PartFocus(Metric):
 
     def update(self, cams: torch.Tensor, part_masks: torch.Tensor, boxes: list[torch.Tensor], threshold: float) -> None:
         """``cams`` raw ``[N, H, W]`` at the image size, ``part_masks`` ``[N, H, W]``, GT boxes per image."""
+        # imported here: wsol_lightning.models imports this module (its base logs these diagnostics)
+        from wsol_lightning.models.components.cam import cam_to_boxes
+
         cams_np = torch.as_tensor(cams).detach().cpu().numpy()
         parts = torch.as_tensor(part_masks).detach().cpu().numpy()
         peaks = coverage = n_boxes = 0
@@ -66,4 +73,46 @@ class PartFocus(Metric):
         return {
             "part_peak_share": self.peak_on_part.double() * 100.0 / images,
             "gt_box_coverage": self.coverage_sum * 100.0 / boxes,
+        }
+
+
+class SkullShare(Metric):
+    """Mean share (percent) of a map's mass on the skull ring, over tumour and tumour-free slices apart.
+
+    For slice ``i`` with the map ``n_i`` min-max normalized at the image size (the evaluation's
+    normalization) and skull ring ``S_i``: ``share_i = sum_{p in S_i} n_i(p) / sum_p n_i(p)``. A map
+    spread uniformly scores the ring's area share, and so does a constant map (normalized to zeros,
+    its limit); one on the tumour scores 0. ``compute`` returns ``skull_cam_share`` (slices
+    with a tumour) and ``skull_cam_share_no_tumour`` (without), each only if such slices were seen.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        # index 0: tumour-free slices, 1: slices with a tumour
+        self.add_state("share_sum", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_slices", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, cams: torch.Tensor, skull_masks: torch.Tensor, has_tumour: torch.Tensor) -> None:
+        """Raw maps ``[N, H, W]`` at the image size, skull rings ``[N, H, W]``, tumour flags ``[N]`` bool."""
+        normalized = normalize_cam(torch.as_tensor(cams).detach().cpu()).flatten(1)
+        skull = torch.as_tensor(skull_masks).detach().cpu().flatten(1) > 0
+        mass = normalized.sum(dim=1)
+        on_skull = (normalized * skull).sum(dim=1)
+        area_share = skull.double().mean(dim=1)
+        share = torch.where(mass > 0, on_skull / mass.clamp_min(torch.finfo(torch.float64).tiny), area_share)
+        tumour = torch.as_tensor(has_tumour).detach().cpu().bool()
+        sums = torch.stack([share[~tumour].sum(), share[tumour].sum()])
+        counts = torch.stack([(~tumour).sum(), tumour.sum()])
+        self.share_sum += sums.to(self.share_sum)
+        self.num_slices += counts.to(self.num_slices)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        names = ("skull_cam_share_no_tumour", "skull_cam_share")
+        return {
+            name: self.share_sum[group] * 100.0 / self.num_slices[group]
+            for group, name in enumerate(names)
+            if int(self.num_slices[group]) > 0
         }

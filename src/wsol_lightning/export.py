@@ -12,7 +12,8 @@ Methods whose map is the plain CAM (CAM, ADL, ICL) compute every class's map in 
 others (ACoL's fused branches, SPA's SCG, DANet's hierarchy fusion, I2C, MCIS's single map) read
 each class's map with the method's own ``localization_maps`` on the batch repeated once per class,
 so the exported maps equal the method's maps exactly at ``C`` times the cost. MCIS with
-``localization_map: coattention`` is refused: its map depends on the other images of the batch.
+``localization_map: coattention`` and SPA with ``scg_cross_image: true`` are refused: their maps
+depend on the other images of the batch.
 
 ONNX export needs ``pip install onnx`` (and ``onnxruntime`` to run the file); it uses the
 TorchScript-based exporter with a dynamic batch dimension. TorchScript export is a trace.
@@ -44,7 +45,8 @@ class ExportableWSOL(nn.Module):
         module: the LightningModule (put in eval mode).
 
     Raises:
-        ValueError: the method's maps depend on the other images of the batch (MCIS co-attention).
+        ValueError: the method's maps depend on the other images of the batch (MCIS co-attention,
+            cross-image SPA).
     """
 
     def __init__(self, module: WSOLModule) -> None:
@@ -53,6 +55,11 @@ class ExportableWSOL(nn.Module):
             raise ValueError(
                 "model.init_args.localization_map='coattention' depends on the other images of a batch and "
                 "cannot be exported; export with localization_map: single"
+            )
+        if module.hparams.get("scg_cross_image"):
+            raise ValueError(
+                "model.init_args.scg_cross_image=true depends on the other images of a batch and cannot be "
+                "exported; export with scg_cross_image: false"
             )
         self.module = module.eval()
         self.num_classes = int(module.num_classes)

@@ -138,3 +138,18 @@ def test_brats_volumes_are_sliced_axially(tmp_path: Path) -> None:
     assert len(train) == 9 and train.index.labels.tolist() == [0, 1, 0] * 3
     raw = train.load(1)
     assert raw.image.shape == (10, 12, 3) and raw.boxes.tolist() == [[2, 3, 4, 6]]
+
+
+def test_multilabel_head_tumour_targets_through_the_datamodule(lgg_root: Path) -> None:
+    from wsol_lightning.data import WSOLDataModule
+
+    dm = WSOLDataModule(
+        dataset="mri", root=str(lgg_root), cache_dir=str(lgg_root) + "_cache", resize_size=16, crop_size=16,
+        batch_size=3, num_workers=0, mri_split_ratios=(0.6, 0.2, 0.2), mri_multilabel=True,
+    )
+    assert dm.num_classes == 2 and dm.class_names() == ["head", "tumour"] and dm.multilabel
+    batch = next(iter(dm.val_dataloader()))
+    # one patient of 3 slices: only slice _2 has a tumour; every slice has a head
+    tumour = [image_id.endswith("_2.tif") for image_id in batch["image_id"]]
+    assert batch["label"].tolist() == [int(t) for t in tumour]
+    assert batch["multi_hot"].tolist() == [[1.0, float(t)] for t in tumour]

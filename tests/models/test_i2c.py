@@ -1,4 +1,4 @@
-"""I2C: seeds, SC/GC losses, centroid bank (by hand, DDP, checkpoint), backbones, AMP, CLI."""
+"""I2C: seeds, SC/GC losses, centroid bank (by hand, DDP, checkpoint), backbones, AMP, CLI, attributes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from helpers import tiny_cli_args
 
 from wsol_lightning.cli import main
 from wsol_lightning.models.i2c import I2C, CentroidBank
-from wsol_lightning.models.i2c.loss import global_consistency_loss, same_class_pairs, stochastic_consistency_loss
+from wsol_lightning.models.i2c.loss import (
+    attribute_consistency_loss,
+    attribute_global_consistency_loss,
+    attribute_overlap,
+    global_consistency_loss,
+    same_class_pairs,
+    stochastic_consistency_loss,
+)
 from wsol_lightning.models.i2c.torch_model import gather_seed_vectors, select_object_seeds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,12 +180,14 @@ def test_bank_is_identical_on_both_ranks_after_a_ddp_step(tmp_path: Path) -> Non
     script = Path(__file__).with_name("i2c_bank_ddp.py")
     subprocess.run([sys.executable, str(script), str(tmp_path), str(_free_port())], env=env, check=True, timeout=240)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    for key in ("hand_centroids", "hand_count", "centroids", "count"):
+    keys = ("hand_centroids", "hand_count", "centroids", "count", "attribute_centroids", "attribute_count")
+    for key in keys:
         assert torch.equal(rank0[key], rank1[key]), key
     # union over ranks: class 0 <- mean([1,0],[3,2]); class 1 <- mean([4,4],[0,2]); class 2 <- [5,5]
     assert rank0["hand_centroids"].tolist() == [[2.0, 1.0], [2.0, 3.0], [5.0, 5.0], [0.0, 0.0]]
     assert rank0["hand_count"].tolist() == [1, 1, 1, 0]
     assert rank0["count"].tolist() == [1, 1, 0, 1]  # rank 0 saw classes 0, 3; rank 1 classes 1, 3
+    assert rank0["attribute_count"].tolist() == [1, 1, 0]  # attribute 0 on both ranks, 1 on rank 1 only
 
 
 def test_cli_fit_test_and_bank_restored_from_checkpoint(tmp_path: Path) -> None:
@@ -190,3 +199,115 @@ def test_cli_fit_test_and_bank_restored_from_checkpoint(tmp_path: Path) -> None:
     restored = I2C.load_from_checkpoint(ckpt).model.centroid_bank
     assert torch.equal(restored.centroids, bank.centroids) and torch.equal(restored.visit_count, bank.visit_count)
     main(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path)), "--ckpt_path", str(ckpt)])
+
+
+# -- attribute level ------------------------------------------------------------------------------
+HAND_ATTRIBUTES = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]]).bool()
+
+
+def test_attribute_overlap_is_the_jaccard_index_by_hand() -> None:
+    overlap = attribute_overlap(HAND_ATTRIBUTES)
+    # |P0 & P1| = 1 of |P0 | P1| = 3; P0 = P3; P2 shares nothing
+    assert overlap[0, 1].item() == pytest.approx(1 / 3) and overlap[1, 3].item() == pytest.approx(1 / 3)
+    assert overlap[0, 3].item() == 1.0 and overlap[0, 2].item() == 0.0 and overlap[1, 2].item() == 0.0
+    assert torch.equal(overlap, overlap.T)
+    assert attribute_overlap(torch.zeros(2, 4, dtype=torch.bool)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_attribute_consistency_weights_every_pair_by_overlap_by_hand() -> None:
+    seeds = torch.tensor([[[0.0, 0.0]], [[3.0, 4.0]], [[100.0, 100.0]], [[0.0, 0.0]]], requires_grad=True)
+    loss = attribute_consistency_loss(seeds, attribute_overlap(HAND_ATTRIBUTES))
+    # pairs (0,1): w 1/3, d 5; (0,3): w 1, d 0; (1,3): w 1/3, d 5; pairs with image 2: w 0
+    assert loss.item() == pytest.approx((5 / 3 + 0 + 5 / 3) / (1 / 3 + 1 + 1 / 3))  # = 2
+    loss.backward()
+    assert seeds.grad[2].abs().sum() == 0  # image 2 shares no attribute: no pull
+    nothing_shared = torch.eye(3, dtype=torch.bool)
+    assert attribute_consistency_loss(torch.randn(3, 2, 4), attribute_overlap(nothing_shared)).item() == 0.0
+
+
+def test_attribute_consistency_with_one_hot_class_attributes_is_sc_over_all_same_class_pairs() -> None:
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 0, 0, 1, 2])
+    seeds = torch.randn(6, 3, 5)
+    loss = attribute_consistency_loss(seeds, attribute_overlap(torch.nn.functional.one_hot(labels).bool()))
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6) if labels[i] == labels[j]]  # 4 pairs
+    first, second = (torch.tensor(index) for index in zip(*pairs))
+    expected = stochastic_consistency_loss(seeds[first], seeds[second])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_attribute_global_consistency_uses_the_mean_of_seen_attribute_centroids_by_hand() -> None:
+    centroids = torch.tensor([[0.0, 0.0], [2.0, 0.0], [9.0, 9.0]], requires_grad=True)
+    seen = torch.tensor([True, True, False])
+    present = torch.tensor([[1, 1, 0], [0, 0, 1], [0, 1, 1]]).bool()
+    centres = torch.tensor([[1.0, 3.0], [5.0, 5.0], [2.0, 4.0]], requires_grad=True)
+    loss = attribute_global_consistency_loss(centres, centroids, present, seen)
+    # image 0: prototype mean(G0, G1) = (1, 0), distance 3; image 1: only unseen attribute 2, left out;
+    # image 2: attribute 2 unseen, prototype G1 = (2, 0), distance 4
+    assert loss.item() == pytest.approx(3.5)
+    loss.backward()
+    assert centroids.grad is None and centres.grad[1].abs().sum() == 0
+    assert attribute_global_consistency_loss(centres, centroids, present[1:2], seen).item() == 0.0
+
+
+def test_attribute_level_step_by_hand_on_identical_images() -> None:
+    model = tiny_model(seed_sampling="raster", consistency_unit="attribute", num_attributes=3).eval()
+    image = torch.randn(1, 3, 32, 32)
+    attributes = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    batch = {"image": image.repeat(3, 1, 1, 1), "label": torch.tensor([1, 1, 1]), "attributes": attributes}
+    first = model.training_losses(batch)  # identical seeds: sc = 0; empty bank: gc = 0
+    assert first["sc"].item() == 0.0 and first["gc"].item() == 0.0
+    bank = model.model.attribute_bank
+    assert bank.visit_count.tolist() == [1, 0, 1]  # attribute 1 is in no image; image 2 has none
+    # first visit (eta = 1): both seen centroids are the (common) seed centre of the images holding them
+    assert torch.allclose(bank.centroids[0], bank.centroids[2]) and bank.centroids[0].abs().sum() > 0
+    assert bank.centroids[1].abs().sum() == 0
+    second = model.training_losses(batch)
+    assert second["gc"].item() == pytest.approx(0.0, abs=1e-4)  # every prototype is that centre
+    assert model.model.centroid_bank.visit_count.sum() == 0  # the class bank is not used
+
+
+def test_attribute_level_without_attributes_in_the_batch_says_what_to_set() -> None:
+    model = tiny_model(consistency_unit="attribute", num_attributes=3)
+    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 0])}
+    with pytest.raises(ValueError, match="data.load_attributes: true"):
+        model.training_losses(batch)
+    with pytest.raises(ValueError, match="carries 4 attributes but the attribute bank holds 3"):
+        model.training_losses({**batch, "attributes": torch.ones(2, 4)})
+
+
+def test_attribute_bank_is_restored_from_a_checkpoint_without_num_attributes(tmp_path: Path) -> None:
+    model = tiny_model(consistency_unit="attribute", num_attributes=5)
+    model.model.attribute_bank.update(torch.tensor([1, 4]), torch.randn(2, model.model.backbone.out_channels))
+    checkpoint = {"state_dict": model.state_dict()}
+    fresh = tiny_model(consistency_unit="attribute")
+    assert fresh.model.attribute_bank is None
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert torch.equal(fresh.model.attribute_bank.centroids, model.model.attribute_bank.centroids)
+    assert fresh.model.attribute_bank.visit_count.tolist() == [0, 1, 0, 0, 1]
+
+
+def test_bad_consistency_unit_names_the_key() -> None:
+    with pytest.raises(ValueError, match="consistency_unit"):
+        I2C(num_classes=3, consistency_unit="part")
+
+
+def test_cli_fit_and_test_at_attribute_level_on_the_synthetic_set(tmp_path: Path) -> None:
+    extra = ("--model.init_args.consistency_unit", "attribute", "--data.load_attributes", "true")
+    cli = main(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)])
+    bank = cli.model.model.attribute_bank
+    assert bank.centroids.shape[0] == cli.datamodule.num_attributes > 0  # sized from the data at fit start
+    assert bank.seen.any() and cli.model.model.centroid_bank.visit_count.sum() == 0
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    restored = I2C.load_from_checkpoint(ckpt).model.attribute_bank
+    assert torch.equal(restored.centroids, bank.centroids)
+    assert torch.equal(restored.visit_count, bank.visit_count)
+    main(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
+
+
+def test_cli_attribute_level_without_load_attributes_fails_with_the_key(tmp_path: Path) -> None:
+    extra = ("--model.init_args.consistency_unit", "attribute")
+    args = tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)
+    with pytest.raises(ValueError, match="data.load_attributes: true"):
+        main(["fit", *args])

@@ -12,7 +12,8 @@ from helpers import tiny_cli_args
 
 from wsol_lightning.cli import main
 from wsol_lightning.models.mcis import MCIS, MCISNet, coattention
-from wsol_lightning.models.mcis.loss import label_loss, pair_targets
+from wsol_lightning.models.components import label_loss
+from wsol_lightning.models.mcis.loss import pair_targets
 
 
 def test_affinity_softmaxes_and_attended_features_match_explicit_loops() -> None:

@@ -8,6 +8,7 @@ import torch
 from helpers import tiny_cli_args
 
 from wsol_lightning.cli import main
+from wsol_lightning.export import ExportableWSOL
 from wsol_lightning.models import SPA, available_models
 from wsol_lightning.models.components import BACKBONES, gather_class_maps
 from wsol_lightning.models.spa import (
@@ -18,6 +19,7 @@ from wsol_lightning.models.spa import (
     inclusive_iou,
     restricted_activation_loss,
     restricted_activation_masks,
+    same_class_partners,
     union_boxes,
 )
 
@@ -151,6 +153,9 @@ def test_bad_arguments_name_the_key() -> None:
         ({"scg_object_threshold": 0.01, "scg_background_threshold": 0.05}, "scg_background_threshold"),
         ({"scg_taps": ["nope"]}, "scg_taps"),
         ({"head": "big"}, "head"),
+        ({"scg_image_affinity_weight": 1.5}, "scg_image_affinity_weight"),
+        ({"scg_image_colour_sigma": 0.0}, "scg_image_colour_sigma"),
+        ({"scg_image_position_sigma": -1.0}, "scg_image_position_sigma"),
     ]:
         with pytest.raises(ValueError, match=key):
             SPA(num_classes=2, backbone="resnet18", **kwargs)
@@ -194,3 +199,65 @@ def test_cli_fit_and_test(tmp_path: Path) -> None:
     metrics = cli.trainer.callback_metrics
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc", "gt_known_loc_union"):
         assert 0.0 <= float(metrics[f"test/{name}"]) <= 100.0, name
+
+
+def test_partner_is_the_most_confident_other_image_predicted_as_the_class() -> None:
+    # predictions: images 0, 1, 2 -> class 0 (softmax p0 = .67, .55, .94), image 3 -> class 1
+    logits = torch.tensor([[2.0, 1.0, 0.0], [1.5, 1.0, 0.0], [4.0, 1.0, 0.0], [0.0, 3.0, 0.0]])
+    classes = torch.tensor([0, 0, 1, 2])
+    # 0 and 1: the other class-0 images, 2 is the most confident; 2 (map of class 1): image 3;
+    # 3 (class 2): nobody predicts class 2, so itself
+    assert same_class_partners(logits, classes).tolist() == [2, 2, 3, 3]
+    assert same_class_partners(logits[:1], classes[:1]).tolist() == [0]
+
+
+def test_cross_image_scg_wiring_with_a_copy_partner() -> None:
+    # two copies of one image, each the other's partner: in first order the partner's columns are
+    # the image's own, so the map is plain SCG's; alone in its batch, an image is its own partner.
+    torch.manual_seed(0)
+    plain = SPA(num_classes=3, backbone="resnet18", head="cam", scg_mode="first_order").eval()
+    crossed = SPA(num_classes=3, backbone="resnet18", head="cam", scg_mode="first_order", scg_cross_image=True).eval()
+    crossed.load_state_dict(plain.state_dict())
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        predicted = plain(image).argmax(dim=1)
+        _, expected = plain.localization_maps(image, predicted)
+        _, pair = crossed.localization_maps(image.repeat(2, 1, 1, 1), predicted.repeat(2))
+        _, alone = crossed.localization_maps(image, predicted)
+    torch.testing.assert_close(pair, expected.repeat(2, 1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(alone, expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="scg_cross_image"):
+        ExportableWSOL(crossed)
+
+
+def test_image_affinity_changes_the_map_and_needs_images() -> None:
+    torch.manual_seed(0)
+    plain = SPA(num_classes=3, backbone="resnet18", head="cam").eval()
+    mixed = SPA(num_classes=3, backbone="resnet18", head="cam", scg_image_affinity_weight=0.5).eval()
+    mixed.load_state_dict(plain.state_dict())
+    images, classes = torch.randn(2, 3, 64, 64), torch.tensor([0, 2])
+    with torch.no_grad():
+        out = mixed.model(images)
+        cams = gather_class_maps(out.class_maps, classes)
+        with pytest.raises(ValueError, match="scg_image_affinity_weight"):
+            mixed.model.scg(out.blocks, cams)
+        _, mixed_maps = mixed.localization_maps(images, classes)
+        _, plain_maps = plain.localization_maps(images, classes)
+    assert mixed_maps.shape == plain_maps.shape and not torch.allclose(mixed_maps, plain_maps)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("scg_image_affinity_weight", "0.5"), ("scg_cross_image", "true")]
+)
+def test_cli_fit_and_test_with_an_open_idea_switch(tmp_path: Path, flag: str, value: str) -> None:
+    switch = (f"--model.init_args.{flag}", value)
+    main(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--trainer.limit_train_batches", "1", *switch)])
+    checkpoints = sorted((tmp_path / "fit").rglob("*.ckpt"))
+    assert checkpoints, "fit wrote no checkpoint"
+    test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1", *switch)
+    cli = main(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
+    generator = cli.model.model.scg
+    assert (generator.image_affinity_weight, generator.cross_image) == (
+        (0.5, False) if flag == "scg_image_affinity_weight" else (0.0, True)
+    )
+    assert 0.0 <= float(cli.trainer.callback_metrics["test/maxboxacc_v2"]) <= 100.0

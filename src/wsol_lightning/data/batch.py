@@ -13,6 +13,9 @@ num_boxes  int64 [B]               number of valid rows of ``boxes``
 mask       uint8 [B, H, W]         optional: 1 object, 0 background, 255 ignore
 part_mask  uint8 [B, H, W]         optional (synthetic set): 1 on the discriminative part
 skull_mask uint8 [B, H, W]         optional (synthetic MRI set): 1 on the skull ring
+attributes float32 [B, A]          optional (``data.load_attributes``, training batches):
+                                   per-image binary attributes, 1 present
+multi_hot  float32 [B, C]          optional (``mri_multilabel``): multi-hot targets, 1 per class present
 image_id   list[str]               id of the image (path relative to the dataset root)
 orig_size  int64 [B, 2]            original (height, width) before resizing
 ========== ======================= =====================================================
@@ -26,6 +29,7 @@ import torch
 
 BOX_PAD = -1
 OPTIONAL_MAP_KEYS = ("mask", "part_mask", "skull_mask")
+OPTIONAL_VECTOR_KEYS = ("multi_hot", "attributes")
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -47,6 +51,12 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         present = [key in s for s in samples]
         if all(present):
             batch[key] = torch.stack([torch.as_tensor(s[key], dtype=torch.uint8) for s in samples])
+        elif any(present):
+            raise ValueError(f"batch mixes samples with and without {key!r}")
+    for key in OPTIONAL_VECTOR_KEYS:
+        present = [key in s for s in samples]
+        if all(present):
+            batch[key] = torch.stack([torch.as_tensor(s[key], dtype=torch.float32) for s in samples])
         elif any(present):
             raise ValueError(f"batch mixes samples with and without {key!r}")
     return batch

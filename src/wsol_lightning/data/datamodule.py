@@ -12,12 +12,14 @@ from torch.utils.data import DataLoader
 from wsol_lightning.data.batch import collate
 from wsol_lightning.data.datasets.base import WSOLDataset
 from wsol_lightning.data.datasets.folder import ImageFolderDataset
+from wsol_lightning.data.datasets.mri import HeadTumourLabels
 from wsol_lightning.data.datasets.synthetic import SyntheticDataset
 from wsol_lightning.data.datasets.synthetic_mri import SyntheticMRIDataset
 from wsol_lightning.data.samplers import ClassPairedSampler, UnpaddedDistributedSampler, dataset_labels
 from wsol_lightning.data.synthetic import SyntheticWSOL
 from wsol_lightning.data.synthetic_mri import SyntheticMRI
 
+ATTRIBUTE_DATASETS = ("synthetic", "cub")
 DatasetName = Literal["synthetic", "synthetic_mri", "cub", "ilsvrc", "openimages", "mri"]
 
 
@@ -55,6 +57,10 @@ class WSOLDataModule(pl.LightningDataModule):
         mri_split_ratios: (train, val, test) fractions of the MRI patients (patient-level, seeded).
         mri_modality: BraTS sequence read by ``dataset: mri`` on NIfTI volumes
             (``flair``, ``t1``, ``t1ce``, ``t2``).
+        mri_multilabel: ``mri`` / ``synthetic_mri`` only: multi-label classes ``{head, tumour}``
+            instead of ``{no_tumour, tumour}``; samples gain the multi-hot ``multi_hot`` (head 1
+            on every slice, tumour 1 iff tumour; ``label`` unchanged), and the CLI makes the model
+            multi-label (:class:`~wsol_lightning.data.datasets.mri.HeadTumourLabels`).
         pair_sampling: build training batches from image pairs at positions ``(2k, 2k + 1)``
             (:class:`~wsol_lightning.data.samplers.ClassPairedSampler`; I2C, MCIS). Needs an even
             ``batch_size``; evaluation loaders are unchanged.
@@ -63,6 +69,10 @@ class WSOLDataModule(pl.LightningDataModule):
         predict_dir: folder of images for ``predict`` (any size, grayscale, RGBA, 16-bit, EXIF
             orientation applied; see :class:`~wsol_lightning.data.datasets.folder.ImageFolderDataset`);
             ``None``: ``predict`` serves the test split.
+        load_attributes: training batches carry ``attributes`` (float ``[B, A]``, per-image binary
+            attributes: the synthetic set's :data:`~wsol_lightning.data.synthetic.ATTRIBUTE_NAMES`,
+            CUB's 312 from ``attributes/image_attribute_labels.txt``); evaluation batches never do.
+            Read by I2C's ``consistency_unit: attribute``. Only ``synthetic`` and ``cub``.
     """
 
     def __init__(
@@ -88,11 +98,22 @@ class WSOLDataModule(pl.LightningDataModule):
         num_val_sample_per_class: int = 0,
         mri_split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
         mri_modality: str = "flair",
+        mri_multilabel: bool = False,
         pair_sampling: bool = False,
         different_class_pairs: int = 0,
         predict_dir: str | None = None,
+        load_attributes: bool = False,
     ) -> None:
         super().__init__()
+        if load_attributes and dataset not in ATTRIBUTE_DATASETS:
+            raise ValueError(
+                f"data.load_attributes: true needs dataset {' or '.join(ATTRIBUTE_DATASETS)} (the datasets "
+                f"with per-image attributes), got dataset {dataset!r}"
+            )
+        if mri_multilabel and dataset not in ("mri", "synthetic_mri"):
+            raise ValueError(
+                f"data.mri_multilabel: true needs dataset mri or synthetic_mri, got dataset {dataset!r}"
+            )
         self.save_hyperparameters()
         self.dataset = dataset
         self.root = root
@@ -102,14 +123,19 @@ class WSOLDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self._datasets: dict[str, WSOLDataset] = {}
+        self._datasets: dict[str, WSOLDataset | HeadTumourLabels] = {}
         self._train_labels: np.ndarray | None = None
 
     # -- dataset construction -------------------------------------------------------------
-    def build_dataset(self, split: str) -> WSOLDataset:
+    def build_dataset(self, split: str) -> WSOLDataset | HeadTumourLabels:
         """Build (uncached) one split of the configured dataset (``predict``: the ``predict_dir`` folder)."""
         if split == "predict":
             return ImageFolderDataset(self.hparams.predict_dir, self.crop_size)
+        if self.hparams.mri_multilabel:
+            return HeadTumourLabels(self._build_single_label_dataset(split))
+        return self._build_single_label_dataset(split)
+
+    def _build_single_label_dataset(self, split: str) -> WSOLDataset:
         if self.dataset == "synthetic":
             hp = self.hparams
             length = {
@@ -126,7 +152,8 @@ class WSOLDataModule(pl.LightningDataModule):
                 seed=self.seed,
                 two_object_prob=hp.synthetic_two_object_prob,
             )
-            return SyntheticDataset(generator, self.resize_size, self.crop_size)
+            with_attributes = hp.load_attributes and split == "train"
+            return SyntheticDataset(generator, self.resize_size, self.crop_size, with_attributes)
         if self.dataset == "synthetic_mri":
             hp = self.hparams
             sizes = {
@@ -151,9 +178,10 @@ class WSOLDataModule(pl.LightningDataModule):
             cache_dir=hp.cache_dir,
             num_val_sample_per_class=hp.num_val_sample_per_class,
             mri_split_ratios=tuple(hp.mri_split_ratios), mri_modality=hp.mri_modality,
+            load_attributes=hp.load_attributes and split == "train",
         )
 
-    def get_dataset(self, split: str) -> WSOLDataset:
+    def get_dataset(self, split: str) -> WSOLDataset | HeadTumourLabels:
         if split not in self._datasets:
             self._datasets[split] = self.build_dataset(split)
         return self._datasets[split]
@@ -166,6 +194,16 @@ class WSOLDataModule(pl.LightningDataModule):
         if self.dataset == "synthetic_mri":
             return SyntheticMRI.num_classes
         return self.get_dataset("val").num_classes
+
+    @property
+    def multilabel(self) -> bool:
+        """Targets are multi-hot (``mri_multilabel``; linked into the model's ``multilabel`` by the CLI)."""
+        return bool(self.hparams.mri_multilabel)
+
+    @property
+    def num_attributes(self) -> int:
+        """Length ``A`` of the training batches' ``attributes`` (0 without ``load_attributes``)."""
+        return self.get_dataset("train").num_attributes if self.hparams.load_attributes else 0
 
     def class_names(self) -> list[str]:
         return self.get_dataset("val").class_names()

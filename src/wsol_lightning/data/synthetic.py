@@ -12,6 +12,13 @@ so a CAM that fires only on the part gives a box that is too small.
 Coarse classes (``coarse_labels``) group fine classes whose bodies share a hue family;
 DANet's hierarchy for this set is derived from them.
 
+Per-image binary attributes (:data:`ATTRIBUTE_NAMES`, like CUB's ``has_crown_color::red``) are
+read off what the generator drew, with no extra random draw: ``part_has_<colour>`` for the two
+colours of the part pattern (classes whose patterns share a colour share the attribute),
+``part_stripes_vertical``, ``body_hue_<family>`` for the drawn body hue of every object (six hue
+families of 1/6 of the hue circle centred on red, yellow, green, cyan, blue, magenta: the hue drawn
+per image, so images of one class can differ) and ``two_objects``.
+
 Generation is deterministic: image ``i`` of split ``s`` depends only on ``(seed, s, i)``.
 """
 
@@ -38,6 +45,30 @@ PART_COLOURS = [
     ((255, 255, 0), (128, 0, 255)),
 ]
 
+#: Name of every colour of :data:`PART_COLOURS`, in the order of the ``part_has_*`` attributes.
+PART_COLOUR_NAMES = {
+    (255, 255, 255): "white",
+    (0, 0, 0): "black",
+    (255, 0, 0): "red",
+    (255, 255, 0): "yellow",
+    (0, 0, 255): "blue",
+    (0, 255, 0): "green",
+    (255, 0, 255): "magenta",
+    (0, 255, 255): "cyan",
+    (255, 128, 0): "orange",
+    (0, 0, 128): "navy",
+    (128, 0, 255): "purple",
+}
+#: Body hue families: family ``k`` covers hues within 1/12 of ``k / 6``.
+HUE_FAMILY_NAMES = ("red", "yellow", "green", "cyan", "blue", "magenta")
+#: The per-image binary attributes of :attr:`SyntheticSample.attributes`, in order.
+ATTRIBUTE_NAMES = (
+    *(f"part_has_{name}" for name in PART_COLOUR_NAMES.values()),
+    "part_stripes_vertical",
+    *(f"body_hue_{name}" for name in HUE_FAMILY_NAMES),
+    "two_objects",
+)
+
 
 @dataclass(frozen=True)
 class SyntheticSample:
@@ -48,6 +79,7 @@ class SyntheticSample:
     boxes: np.ndarray  # [K, 4] int64, inclusive x0, y0, x1, y1
     mask: np.ndarray  # [H, W] uint8, 1 object, 0 background
     part_mask: np.ndarray  # [H, W] uint8, 1 on the discriminative parts
+    attributes: np.ndarray  # [len(ATTRIBUTE_NAMES)] uint8, 1 where the attribute is present
 
 
 class SyntheticWSOL:
@@ -131,12 +163,24 @@ class SyntheticWSOL:
         mask = np.zeros((size, size), np.uint8)
         part_mask = np.zeros((size, size), np.uint8)
         n_objects = 2 if rng.random() < self.two_object_prob else 1
-        boxes = []
+        boxes, hues = [], []
         for k in range(n_objects):
-            box = self._draw_object(rng, image, mask, part_mask, label, k, n_objects)
+            box, hue = self._draw_object(rng, image, mask, part_mask, label, k, n_objects)
             boxes.append(box)
+            hues.append(hue)
         image = np.clip(image, 0, 255).astype(np.uint8)
-        return SyntheticSample(image, label, np.asarray(boxes, np.int64), mask, part_mask)
+        attributes = self.attributes_of(label, hues)
+        return SyntheticSample(image, label, np.asarray(boxes, np.int64), mask, part_mask, attributes)
+
+    def attributes_of(self, label: int, body_hues: list[float]) -> np.ndarray:
+        """Binary ``uint8 [len(ATTRIBUTE_NAMES)]`` attributes of an image of ``label`` with ``body_hues``."""
+        present = {f"part_has_{PART_COLOUR_NAMES[c]}" for c in PART_COLOURS[label % len(PART_COLOURS)]}
+        if label // len(PART_COLOURS) == 1:
+            present.add("part_stripes_vertical")
+        present |= {f"body_hue_{HUE_FAMILY_NAMES[round(h * 6) % 6]}" for h in body_hues}
+        if len(body_hues) == 2:
+            present.add("two_objects")
+        return np.array([name in present for name in ATTRIBUTE_NAMES], np.uint8)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         size = self.image_size
@@ -162,7 +206,8 @@ class SyntheticWSOL:
         label: int,
         k: int,
         n_objects: int,
-    ) -> list[int]:
+    ) -> tuple[list[int], float]:
+        """Draw one object; returns its inclusive box and its body hue."""
         size = self.image_size
         scale = 1.0 if n_objects == 1 else 0.7
         semi_major = rng.uniform(0.22, 0.34) * size * scale
@@ -206,4 +251,4 @@ class SyntheticWSOL:
         full = obj | part
         mask |= full
         ys, xs = np.nonzero(full)
-        return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+        return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())], float(hue)

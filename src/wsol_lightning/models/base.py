@@ -13,8 +13,13 @@ every method is measured identically:
   map per image serves every metric (the same holds for Top-5 Loc).
 * the CAM threshold chosen on validation (GT-known's optimum) is kept in the ``cam_threshold``
   buffer, so it travels in checkpoints to ``predict``.
+* where some images have no object (MRI's tumour-free slices), ``pxap_with_object``: PxAP over the
+  images with an object only, next to ``pxap`` over all.
 * on datasets that know the discriminative part (synthetic), the part-focus diagnostics of
-  :mod:`wsol_lightning.diagnostics` are logged too (``part_peak_share``, ``gt_box_coverage``).
+  :mod:`wsol_lightning.diagnostics` are logged too (``part_peak_share``, ``gt_box_coverage``); on
+  those that know the skull (synthetic MRI), the tumour-class map's skull share
+  (``skull_cam_share``, ``skull_cam_share_no_tumour``).
+* multi-label targets (``multilabel``, the batch's ``multi_hot``) for the methods that support them.
 * optimizer: SGD (Nesterov) or Adam with the papers' two learning-rate groups: pretrained
   backbone at ``lr``, new layers (and units the backbone marks, e.g. ResNet's layer4 as in
   wsolevaluation) at ``lr * head_lr_multiplier``; optional step decay.
@@ -22,7 +27,7 @@ every method is measured identically:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -30,11 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MultilabelExactMatch
 
 from wsol_lightning.data.batch import unpad_boxes
-from wsol_lightning.diagnostics import PartFocus
+from wsol_lightning.data.datasets.mri import TUMOUR_CLASS
+from wsol_lightning.diagnostics import PartFocus, SkullShare
 from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopOneLoc, resize_cam, threshold_hits
+from wsol_lightning.models.components.label_loss import label_loss
 
 
 class WSOLModule(pl.LightningModule):
@@ -60,7 +67,16 @@ class WSOLModule(pl.LightningModule):
             CLI, 0.001 in its training code).
         iou_thresholds: IoU thresholds (percent) averaged by MaxBoxAccV2.
         multi_contour: MaxBoxAccV2 boxes from every contour (V2) or the largest only.
+        multilabel: multi-hot targets (the batch's ``multi_hot``; linked from the datamodule by the
+            CLI, e.g. ``data.mri_multilabel``): the classification loss is the multilabel soft margin
+            (mean sigmoid BCE over classes) instead of softmax CE, classification accuracy is the exact
+            match of ``sigmoid(logits) > 0.5`` (``cls_exact_match``), Top-1 Loc counts the evaluated
+            class right when its logit is > 0, ``predict`` probabilities are sigmoids. The map is
+            still the one of ``label``. Only methods with ``supports_multilabel`` accept it.
     """
+
+    #: Whether the method's losses read multi-hot targets (``multilabel``).
+    supports_multilabel: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -79,10 +95,16 @@ class WSOLModule(pl.LightningModule):
         cam_curve_interval: float = 0.01,
         iou_thresholds: tuple[int, ...] = (30, 50, 70),
         multi_contour: bool = True,
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
         if bias_lr_multiplier <= 0:
             raise ValueError(f"bias_lr_multiplier must be positive, got {bias_lr_multiplier}")
+        if multilabel and not self.supports_multilabel:
+            raise ValueError(
+                f"multilabel: true (data.mri_multilabel) is not supported by {type(self).__name__}; "
+                "use a method whose losses read multi-hot targets (CAM, HaS, MCIS)"
+            )
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model = self.build_model()
@@ -91,10 +113,14 @@ class WSOLModule(pl.LightningModule):
         self.test_metrics = self._build_metrics()
         self.val_pxap = PxAP(cam_curve_interval)
         self.test_pxap = PxAP(cam_curve_interval)
+        self.val_pxap_with_object = PxAP(cam_curve_interval)
+        self.test_pxap_with_object = PxAP(cam_curve_interval)
         self.val_accuracy = self._build_accuracy()
         self.test_accuracy = self._build_accuracy()
         self.val_part_focus = PartFocus()
         self.test_part_focus = PartFocus()
+        self.val_skull_share = SkullShare()
+        self.test_skull_share = SkullShare()
         self._box_accuracy_curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- what a method implements ---------------------------------------------------------
@@ -140,6 +166,8 @@ class WSOLModule(pl.LightningModule):
         )
 
     def _build_accuracy(self) -> MetricCollection:
+        if self.hparams.multilabel:
+            return MetricCollection({"cls_exact_match": MultilabelExactMatch(self.num_classes)})
         top5 = min(5, self.num_classes)
         return MetricCollection(
             {
@@ -148,8 +176,37 @@ class WSOLModule(pl.LightningModule):
             }
         )
 
+    # -- targets --------------------------------------------------------------------------
+    def _check_targets(self, batch: dict[str, Any]) -> None:
+        """The batch has multi-hot targets iff the model is multi-label (else a clear error)."""
+        if self.hparams.multilabel and "multi_hot" not in batch:
+            raise ValueError(
+                "multilabel: true but the batch has no 'multi_hot' targets (set data.mri_multilabel: true)"
+            )
+        if not self.hparams.multilabel and "multi_hot" in batch:
+            raise ValueError(
+                "the batch has multi-hot targets (data.mri_multilabel: true) but the model has "
+                "multilabel: false"
+            )
+
+    def class_targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Multi-hot float targets ``[B, C]``: the batch's ``multi_hot``, or the one-hot ``label``."""
+        if self.hparams.multilabel:
+            return batch["multi_hot"].float()
+        return F.one_hot(batch["label"], self.num_classes).float()
+
+    def classification_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"ce": softmax CE on label}``, or with ``multilabel`` ``{"mlsm": multilabel soft margin}``.
+
+        The multilabel soft margin on ``multi_hot`` is MCIS's single-image term (Eq. 7, ``L_s``).
+        """
+        if self.hparams.multilabel:
+            return {"mlsm": label_loss(logits, batch["multi_hot"], "mlsm")}
+        return {"ce": F.cross_entropy(logits, batch["label"])}
+
     # -- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        self._check_targets(batch)
         losses = self.training_losses(batch)
         total = torch.stack(list(losses.values())).sum()
         batch_size = batch["image"].shape[0]
@@ -167,27 +224,51 @@ class WSOLModule(pl.LightningModule):
     @torch.no_grad()
     def evaluation_maps(self, batch: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray]:
         """Logits and GT-class maps resized to the evaluated image size (float64 numpy ``[B, H, W]``)."""
-        images = batch["image"]
-        logits, maps = self.localization_maps(images, batch["label"])
+        return self._resized_maps(batch["image"], batch["label"])
+
+    def _resized_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        logits, maps = self.localization_maps(images, classes)
         height, width = images.shape[-2:]
         resized = resize_cam(maps.detach().float().cpu().numpy().astype(np.float64), (height, width))
         return logits, resized
 
-    def _stage_metrics(self, stage: str) -> tuple[MetricCollection, MetricCollection, PxAP, PartFocus]:
-        """Box metrics, classification accuracy, PxAP and part focus of ``val`` or ``test``."""
+    @torch.no_grad()
+    def tumour_class_maps(self, batch: dict[str, Any], gt_class_maps: torch.Tensor) -> torch.Tensor:
+        """Resized maps of the tumour class on every slice ``[B, H, W]`` (the skull diagnostic's maps).
+
+        Tumour slices reuse their GT-class maps; the others are evaluated once more for the tumour class.
+        """
+        maps = gt_class_maps.clone()
+        others = (batch["label"] != TUMOUR_CLASS).nonzero().flatten()
+        if len(others):
+            classes = torch.full_like(batch["label"][others], TUMOUR_CLASS)
+            maps[others.cpu()] = torch.from_numpy(self._resized_maps(batch["image"][others], classes)[1])
+        return maps
+
+    def _stage_metrics(
+        self, stage: str
+    ) -> tuple[MetricCollection, MetricCollection, tuple[PxAP, PxAP], PartFocus, SkullShare]:
+        """Box metrics, accuracy, PxAP (all images, images with an object), part focus, skull share."""
         if stage == "val":
-            return self.val_metrics, self.val_accuracy, self.val_pxap, self.val_part_focus
-        return self.test_metrics, self.test_accuracy, self.test_pxap, self.test_part_focus
+            pxaps = (self.val_pxap, self.val_pxap_with_object)
+            return self.val_metrics, self.val_accuracy, pxaps, self.val_part_focus, self.val_skull_share
+        pxaps = (self.test_pxap, self.test_pxap_with_object)
+        return self.test_metrics, self.test_accuracy, pxaps, self.test_part_focus, self.test_skull_share
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        metrics, accuracy, pxap, part_focus = self._stage_metrics(stage)
+        self._check_targets(batch)
+        metrics, accuracy, (pxap, pxap_with_object), part_focus, skull_share = self._stage_metrics(stage)
         labels = batch["label"]
         logits, cams = self.evaluation_maps(batch)
-        accuracy.update(logits, labels)
         cams_t = torch.from_numpy(cams)
         boxes = [b.cpu() for b in unpad_boxes(batch["boxes"], batch["num_boxes"])]
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct1 = (top5[:, 0] == labels).cpu()
+        if self.hparams.multilabel:
+            accuracy.update(torch.sigmoid(logits.float()), batch["multi_hot"].int())
+            correct1 = (logits.gather(1, labels[:, None]).squeeze(1) > 0).cpu()
+        else:
+            accuracy.update(logits, labels)
+            correct1 = (top5[:, 0] == labels).cpu()
         correct5 = (top5 == labels[:, None]).any(dim=1).cpu()
         # Box metrics are defined on images with an object (an MRI slice without tumour has no box).
         boxed = (batch["num_boxes"] > 0).cpu()
@@ -206,9 +287,16 @@ class WSOLModule(pl.LightningModule):
         if "mask" in batch:
             pxap.update(cams_t, batch["mask"].cpu())
             self._has_masks = True
+            if boxed.any():
+                pxap_with_object.update(cams_t[boxed], batch["mask"].cpu()[boxed])
+            self._has_objectless = getattr(self, "_has_objectless", False) or not bool(boxed.all())
         if "part_mask" in batch:
             part_focus.update(cams_t, batch["part_mask"].cpu(), boxes, self.current_cam_threshold())
             self._has_parts = True
+        if "skull_mask" in batch:
+            tumour_maps = self.tumour_class_maps(batch, cams_t)
+            skull_share.update(tumour_maps, batch["skull_mask"].cpu(), (labels == TUMOUR_CLASS).cpu())
+            self._has_skulls = True
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluation_step(batch, "val")
@@ -222,10 +310,11 @@ class WSOLModule(pl.LightningModule):
         return bool(total > 0)
 
     def _evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
-        metrics, accuracy, pxap, part_focus = self._stage_metrics(stage)
+        metrics, accuracy, (pxap, pxap_with_object), part_focus, skull_share = self._stage_metrics(stage)
         values = {f"{stage}/{k}": v for k, v in accuracy.compute().items()}
-        has_boxes, has_masks, has_parts = (
-            self._any_rank(getattr(self, flag, False)) for flag in ("_has_boxes", "_has_masks", "_has_parts")
+        has_boxes, has_masks, has_parts, has_skulls, has_objectless = (
+            self._any_rank(getattr(self, flag, False))
+            for flag in ("_has_boxes", "_has_masks", "_has_parts", "_has_skulls", "_has_objectless")
         )
         if has_boxes:
             values.update({f"{stage}/{k}": v for k, v in metrics.compute().items()})
@@ -235,19 +324,25 @@ class WSOLModule(pl.LightningModule):
                 values[f"{stage}/maxboxacc_iou{iou}"] = torch.as_tensor(acc)
         if has_masks:
             values[f"{stage}/pxap"] = pxap.compute()
+            if has_objectless and has_boxes:
+                values[f"{stage}/pxap_with_object"] = pxap_with_object.compute()
         if has_parts:
             values.update({f"{stage}/{k}": v for k, v in part_focus.compute().items()})
+        if has_skulls:
+            values.update({f"{stage}/{k}": v for k, v in skull_share.compute().items()})
         if stage == "val" and not self.trainer.sanity_checking and has_boxes:
             self.cam_threshold.fill_(float(metrics["gt_known_loc"].best_threshold()))
         values = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in values.items()}
-        shown = {f"{stage}/{k}" for k in ("maxboxacc_v2", "top1_loc", "cls_top1")}
+        shown = {f"{stage}/{k}" for k in ("maxboxacc_v2", "top1_loc", "cls_top1", "cls_exact_match")}
         self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
         self.log_dict({k: v for k, v in values.items() if k not in shown})
         metrics.reset()
         accuracy.reset()
         pxap.reset()
+        pxap_with_object.reset()
         part_focus.reset()
-        self._has_masks = self._has_parts = self._has_boxes = False
+        skull_share.reset()
+        self._has_masks = self._has_parts = self._has_boxes = self._has_skulls = self._has_objectless = False
         return values
 
     def box_accuracy_curve(self, stage: Literal["val", "test"]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
@@ -276,18 +371,20 @@ class WSOLModule(pl.LightningModule):
         """Top-1 class, its score, every class's probability and the top-1 class's map.
 
         The map is the raw localization map resized to the image size (not normalized), as the
-        evaluation feeds it to the metrics.
+        evaluation feeds it to the metrics. Probabilities are softmaxes, or sigmoids with ``multilabel``.
         """
         images = batch["image"]
         logits = self(images)
         classes = logits.argmax(dim=1)
         _, maps = self.localization_maps(images, classes)
         resized = resize_cam(maps.detach().float().cpu().numpy().astype(np.float64), tuple(images.shape[-2:]))
+        scores = logits.float()
+        probabilities = torch.sigmoid(scores) if self.hparams.multilabel else F.softmax(scores, dim=1)
         return {
             "image_id": batch["image_id"],
             "class": classes.cpu(),
-            "score": F.softmax(logits, dim=1).gather(1, classes[:, None]).squeeze(1).cpu(),
-            "probabilities": F.softmax(logits.float(), dim=1).cpu(),
+            "score": probabilities.gather(1, classes[:, None]).squeeze(1).cpu(),
+            "probabilities": probabilities.cpu(),
             "cam": torch.from_numpy(resized),
         }
 

@@ -23,6 +23,7 @@ def build_real_dataset(
     num_val_sample_per_class: int = 0,
     mri_split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
     mri_modality: str = "flair",
+    load_attributes: bool = False,
 ) -> WSOLDataset:
     """Build one split of an on-disk dataset (layouts are auto-detected; see each reader's module).
 
@@ -38,9 +39,12 @@ def build_real_dataset(
         num_val_sample_per_class: at most this many val images per class (0: all; cub, ilsvrc, openimages).
         mri_split_ratios: (train, val, test) fractions of MRI patients.
         mri_modality: BraTS sequence to read.
+        load_attributes: samples carry per-image ``attributes`` (cub only; see :func:`build_cub`).
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
+    if load_attributes and name != "cub":
+        raise ValueError(f"load_attributes: dataset {name!r} has no per-image attributes (cub has)")
     common = dict(
         root=root, split=split, resize_size=resize_size, crop_size=crop_size, seed=seed, cache_dir=cache_dir
     )
@@ -48,7 +52,8 @@ def build_real_dataset(
         from wsol_lightning.data.datasets.cub import build_cub
 
         return build_cub(
-            **common, metadata_dir=metadata_dir, num_val_sample_per_class=num_val_sample_per_class
+            **common, metadata_dir=metadata_dir, num_val_sample_per_class=num_val_sample_per_class,
+            load_attributes=load_attributes,
         )
     if name == "ilsvrc":
         from wsol_lightning.data.datasets.ilsvrc import build_ilsvrc

@@ -20,12 +20,14 @@ class RawSample:
     boxes: np.ndarray  # [K, 4] int64 inclusive x0, y0, x1, y1
     image_id: str
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # "mask", "part_mask": [H, W] uint8
+    attributes: np.ndarray | None = None  # [A] per-image binary attributes (1 present), when loaded
 
 
 class WSOLDataset(Dataset):
     """A split of a WSOL dataset returning samples in the package's batch format.
 
-    Subclasses implement :meth:`__len__`, :meth:`load` and :attr:`num_classes`.
+    Subclasses implement :meth:`__len__`, :meth:`load` and :attr:`num_classes`; a dataset whose
+    samples carry per-image ``attributes`` (``RawSample.attributes``) sets :attr:`num_attributes`.
 
     Args:
         split: ``train``, ``val`` or ``test``.
@@ -40,6 +42,7 @@ class WSOLDataset(Dataset):
         self.transform = build_transform(self.train_transform, resize_size, crop_size)
 
     num_classes: int
+    num_attributes: int = 0
 
     def class_names(self) -> list[str]:
         return [str(c) for c in range(self.num_classes)]
@@ -58,4 +61,6 @@ class WSOLDataset(Dataset):
             "orig_size": raw.image.shape[:2],
         }
         sample.update(masks)
+        if raw.attributes is not None:
+            sample["attributes"] = raw.attributes
         return sample

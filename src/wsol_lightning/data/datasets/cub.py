@@ -18,12 +18,25 @@ Layouts (auto-detected, one ``INFO`` line says which was found):
   is not wsolevaluation's, so numbers chosen on it are not comparable to published ones.
 
 Classes: 200, index = 3-digit folder prefix - 1 (the metadata's labels).
+
+Per-image attributes (``load_attributes``, off by default): the 312 binary ``is_present`` flags of
+the original archive's ``attributes/image_attribute_labels.txt`` (lines ``image_id attribute_id
+is_present certainty_id time``; only the first three are read, further fields are ignored; an
+attribute without a line counts as absent). Names come from ``attributes/attributes.txt``
+or the archive's top-level ``attributes.txt`` (which also fixes ``A``; 312 without one). The
+wsolevaluation metadata has no attributes, so both layouts read them from the archive files, found
+in the first of ``<root>``, ``<root>/CUB_200_2011`` and ``<root>/..`` (root = ``CUB_200_2011/images``)
+holding ``images.txt`` and that file; its ``images.txt`` maps the split's image ids (the same
+relative paths in both layouts) to attribute lines. An image of the split missing from
+``images.txt`` (CUBV2 val images are not CUB_200_2011 images) or without any attribute line is an
+error naming it.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +55,8 @@ from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 200
+NUM_ATTRIBUTES = 312
+ATTRIBUTE_LABELS = Path("attributes") / "image_attribute_labels.txt"
 FALLBACK_VAL_PER_CLASS = 5
 ORIGINAL_FILES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
 HOW_TO = (
@@ -49,6 +64,11 @@ HOW_TO = (
     "or in the wsolevaluation layout (root = the image folder with 001.Black_footed_Albatross/..., metadata from "
     "github.com/clovaai/wsolevaluation metadata/CUB, passed as metadata_dir or placed at <root>/metadata/CUB); "
     "the val split (CUBV2) is downloaded separately, see the wsolevaluation README."
+)
+HOW_TO_ATTRIBUTES = (
+    "CUB per-image attributes ship with the original CUB_200_2011 archive "
+    "(attributes/image_attribute_labels.txt next to images.txt); with the wsolevaluation layout point root "
+    "at CUB_200_2011/images or at a folder holding CUB_200_2011/, or set data.load_attributes: false."
 )
 
 
@@ -161,6 +181,7 @@ def build_cub(
     metadata_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     num_val_sample_per_class: int = 0,
+    load_attributes: bool = False,
 ) -> IndexedImageDataset:
     """One CUB split (see the module docstring for the layouts and the val rule).
 
@@ -173,6 +194,7 @@ def build_cub(
         metadata_dir: wsolevaluation ``metadata/CUB`` folder (default: searched next to ``root``).
         cache_dir: index cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
         num_val_sample_per_class: keep at most this many val images per class (0: all).
+        load_attributes: samples carry the split's per-image ``attributes`` (module docstring).
     """
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError("CUB", root, [root if root is not None else "<root not set>"], HOW_TO)
@@ -244,7 +266,90 @@ def build_cub(
 
     if split == "val":
         index = subsample_per_class(index, num_val_sample_per_class, seed)
-    return IndexedImageDataset(index, image_root, split, resize_size, crop_size, NUM_CLASSES, names)
+    attributes = None
+    if load_attributes:
+        candidates = [root, root / "CUB_200_2011", root.parent]
+        found = [c for c in candidates if (c / "images.txt").is_file() and (c / ATTRIBUTE_LABELS).is_file()]
+        if not found:
+            looked_for = [c / ATTRIBUTE_LABELS for c in candidates]
+            raise DatasetNotFoundError("CUB attributes", root, looked_for, HOW_TO_ATTRIBUTES)
+        labels_file = found[0] / ATTRIBUTE_LABELS
+        attributes = read_image_attributes(found[0], list(index.image_paths))
+        log.info("CUB %s: %d attributes per image from %s", split, attributes.shape[1], labels_file)
+    return IndexedImageDataset(
+        index, image_root, split, resize_size, crop_size, NUM_CLASSES, names, attributes=attributes
+    )
+
+
+def attribute_names(base: Path) -> list[str]:
+    """Attribute names of ``attributes/attributes.txt`` or ``../attributes.txt`` (ids ``1..A`` in order).
+
+    Without either file: ``attribute_1`` ... ``attribute_312``.
+    """
+    for path in (base / "attributes" / "attributes.txt", base.parent / "attributes.txt"):
+        if path.is_file():
+            rows = _read_table(path, 2)
+            for expected, (line_number, (number, _)) in enumerate(rows, start=1):
+                if number != str(expected):
+                    problem = f"expected attribute id {expected}, got {number!r}"
+                    raise MetadataError(path, line_number, problem)
+            return [name for _, (_, name) in rows]
+    return [f"attribute_{k}" for k in range(1, NUM_ATTRIBUTES + 1)]
+
+
+def read_image_attributes(base: Path, image_paths: Sequence[str]) -> np.ndarray:
+    """``uint8 [len(image_paths), A]``: ``is_present`` of every attribute of every listed image.
+
+    ``base`` is the ``CUB_200_2011`` folder (``images.txt``, ``attributes/``); ``image_paths`` are
+    paths relative to ``base/images`` as in ``images.txt``. Malformed lines and images that are not
+    in ``images.txt`` or have no attribute line raise :class:`MetadataError` naming file and line.
+    """
+    names = attribute_names(base)
+    key_of = {rel: key for _, (key, rel) in _read_table(base / "images.txt", 2)}
+    row_of_key: dict[str, int] = {}
+    for row, rel in enumerate(image_paths):
+        if rel not in key_of:
+            raise MetadataError(
+                base / "images.txt", 0,
+                f"image {rel} is not listed, so it has no attributes (only CUB_200_2011 images have "
+                "them; CUBV2 val images do not)",
+            )
+        row_of_key[key_of[rel]] = row
+    known_keys = set(key_of.values())
+    attribute_ids = {str(k): k - 1 for k in range(1, len(names) + 1)}
+    values = np.zeros((len(image_paths), len(names)), np.uint8)
+    listed = np.zeros(len(image_paths), bool)
+    path = base / ATTRIBUTE_LABELS
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 4:
+                raise MetadataError(
+                    path, line_number,
+                    f"expected 'image_id attribute_id is_present certainty_id time', got {len(fields)} "
+                    "field(s)",
+                )
+            key, attribute, present = fields[0], fields[1], fields[2]
+            column = attribute_ids.get(attribute)
+            if column is None:
+                problem = f"attribute id {attribute!r} out of range [1, {len(names)}]"
+                raise MetadataError(path, line_number, problem)
+            if present not in ("0", "1"):
+                raise MetadataError(path, line_number, f"is_present must be 0 or 1, got {present!r}")
+            row = row_of_key.get(key)
+            if row is None:
+                if key not in known_keys:
+                    raise MetadataError(path, line_number, f"image id {key} is not in images.txt")
+                continue
+            values[row, column] = present == "1"
+            listed[row] = True
+    if not listed.all():
+        rel = image_paths[int(np.flatnonzero(~listed)[0])]
+        problem = f"image id {key_of[rel]} ({rel}) has no line; every image of the split needs its attributes"
+        raise MetadataError(path, 0, problem)
+    return values
 
 
 def _original_class_names(base: Path) -> list[str]:
@@ -257,4 +362,11 @@ def _original_class_names(base: Path) -> list[str]:
     return names
 
 
-__all__ = ["FALLBACK_VAL_PER_CLASS", "NUM_CLASSES", "build_cub"]
+__all__ = [
+    "FALLBACK_VAL_PER_CLASS",
+    "NUM_ATTRIBUTES",
+    "NUM_CLASSES",
+    "attribute_names",
+    "build_cub",
+    "read_image_attributes",
+]

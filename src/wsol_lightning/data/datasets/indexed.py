@@ -225,6 +225,8 @@ class IndexedImageDataset(WSOLDataset):
         with_masks: every sample carries ``mask`` (union of its mask files = 1, ignore region =
             255, background 0), an all-zero mask when an image lists none.
         scan: images are medical slices (see :func:`read_image`).
+        attributes: ``uint8 [N, A]`` per-image binary attributes aligned with the index rows; every
+            sample then carries its row as ``attributes``.
     """
 
     def __init__(
@@ -238,8 +240,13 @@ class IndexedImageDataset(WSOLDataset):
         class_names: Sequence[str],
         with_masks: bool = False,
         scan: bool = False,
+        attributes: np.ndarray | None = None,
     ) -> None:
         super().__init__(split, resize_size, crop_size)
+        if attributes is not None and len(attributes) != len(index):
+            raise ValueError(f"attributes has {len(attributes)} rows for an index of {len(index)} images")
+        self.attributes = attributes
+        self.num_attributes = 0 if attributes is None else attributes.shape[1]
         self.index = index
         self.image_root = Path(image_root)
         self.num_classes = num_classes
@@ -279,6 +286,8 @@ class IndexedImageDataset(WSOLDataset):
             boxes[:, [0, 2]] = boxes[:, [0, 2]] * width // known_w
             boxes[:, [1, 3]] = boxes[:, [1, 3]] * height // known_h
         masks = {"mask": self.load_mask(index, (height, width))} if self.with_masks else {}
+        attributes = None if self.attributes is None else self.attributes[index]
         return RawSample(
-            image=image, label=int(self.index.labels[index]), boxes=boxes, image_id=rel, masks=masks
+            image=image, label=int(self.index.labels[index]), boxes=boxes, image_id=rel, masks=masks,
+            attributes=attributes,
         )

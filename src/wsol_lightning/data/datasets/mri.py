@@ -32,11 +32,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from torch.utils.data import Dataset
 
-from wsol_lightning.data.datasets.base import RawSample
+from wsol_lightning.data.datasets.base import RawSample, WSOLDataset
 from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.datasets.indexed import (
     IndexedImageDataset,
@@ -45,11 +47,16 @@ from wsol_lightning.data.datasets.indexed import (
     read_image,
 )
 from wsol_lightning.data.errors import DatasetNotFoundError, EmptyTumourMaskError, MetadataError
+from wsol_lightning.data.samplers import dataset_labels
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 2
 CLASS_NAMES = ["no_tumour", "tumour"]
+#: Multi-label classes of ``mri_multilabel``: every slice shows a head, some a tumour.
+HEAD_TUMOUR_CLASS_NAMES = ["head", "tumour"]
+#: Index of the tumour class in both label sets (and ``label`` of a tumour slice).
+TUMOUR_CLASS = 1
 SLICE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MASK_TAG = "_mask"
 HOW_TO = (
@@ -224,6 +231,39 @@ class MRIDataset(IndexedImageDataset):
         )
 
 
+class HeadTumourLabels(Dataset):
+    """An MRI split (``mri`` or ``synthetic_mri``) with multi-hot ``{head, tumour}`` targets.
+
+    The ``mri_multilabel`` setting: every slice shows a head, so each sample gains
+    ``multi_hot = [1, 1]`` with a tumour and ``[1, 0]`` without. ``label`` is unchanged (1 iff
+    tumour): it names the class whose map the evaluation reads (the tumour's on tumour slices, the
+    only ones with boxes; the head's on the others) and the class the pair sampler pairs by.
+
+    Args:
+        dataset: the single-label split (labels 0 no tumour, 1 tumour).
+    """
+
+    def __init__(self, dataset: WSOLDataset) -> None:
+        self.dataset = dataset
+        self.split = dataset.split
+        self.num_classes = len(HEAD_TUMOUR_CLASS_NAMES)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def class_names(self) -> list[str]:
+        return list(HEAD_TUMOUR_CLASS_NAMES)
+
+    def labels(self) -> np.ndarray:
+        """``label`` of every slice (1 iff tumour) without rendering, for the pair sampler."""
+        return dataset_labels(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.dataset[index]
+        sample["multi_hot"] = np.array([1.0, float(sample["label"] == TUMOUR_CLASS)], dtype=np.float32)
+        return sample
+
+
 def build_mri(
     root: str | Path | None,
     split: str,
@@ -307,4 +347,14 @@ def build_mri(
     )
 
 
-__all__ = ["CLASS_NAMES", "MRIDataset", "NUM_CLASSES", "build_mri", "component_boxes", "patient_split"]
+__all__ = [
+    "CLASS_NAMES",
+    "HEAD_TUMOUR_CLASS_NAMES",
+    "TUMOUR_CLASS",
+    "HeadTumourLabels",
+    "MRIDataset",
+    "NUM_CLASSES",
+    "build_mri",
+    "component_boxes",
+    "patient_split",
+]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.cam.torch_model import CAMNet
@@ -14,9 +13,14 @@ from wsol_lightning.models.cam.torch_model import CAMNet
 class CAM(WSOLModule):
     """Class activation mapping (Zhou et al., CVPR 2016): cross-entropy only; the map is the CAM.
 
+    With ``multilabel`` (e.g. ``data.mri_multilabel``: head + tumour) the loss is the multilabel
+    soft margin on the multi-hot targets instead (:meth:`WSOLModule.classification_loss`).
+
     Args:
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    supports_multilabel = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -26,4 +30,4 @@ class CAM(WSOLModule):
         return CAMNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map)
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"ce": F.cross_entropy(self.model(batch["image"]).logits, batch["label"])}
+        return self.classification_loss(self.model(batch["image"]).logits, batch)

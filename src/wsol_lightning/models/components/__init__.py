@@ -7,14 +7,17 @@ from wsol_lightning.models.components.backbones import (
     build_backbone,
 )
 from wsol_lightning.models.components.heads import CAMClassifier, build_cam_neck, gather_class_maps, global_average
+from wsol_lightning.models.components.label_loss import LabelLoss, label_loss
 
 __all__ = [
     "BACKBONES",
     "Backbone",
     "CAMClassifier",
+    "LabelLoss",
     "PretrainedWeightsNotFoundError",
     "build_backbone",
     "build_cam_neck",
     "gather_class_maps",
     "global_average",
+    "label_loss",
 ]

@@ -27,6 +27,8 @@ class CutMix(CAM):
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
+    supports_multilabel = False  # the mixed loss is a softmax CE of two single labels
+
     def __init__(self, beta: float = 1.0, prob: float = 1.0, **kwargs: Any) -> None:
         if beta < 0:
             raise ValueError(f"beta must be >= 0 (0 disables CutMix), got {beta}")

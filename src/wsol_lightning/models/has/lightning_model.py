@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.components.augment import hide_patches, step_generator
@@ -16,7 +15,8 @@ class HaS(CAM):
 
     Each training image is cut into ``grid_size``-pixel patches; each patch is replaced by ``fill``
     with probability ``hide_prob`` (§3.1), and the CAM network is trained with cross-entropy on the
-    result. At evaluation nothing is hidden and the map is the plain CAM (the base's default).
+    result (the multilabel soft margin with ``multilabel``). At evaluation nothing is hidden and the
+    map is the plain CAM (the base's default).
     The draws come from a generator seeded from the global RNG at every step (reproducible under
     ``seed_everything``), offset by the DDP rank so ranks hide different patches.
 
@@ -41,4 +41,4 @@ class HaS(CAM):
         hp = self.hparams
         generator = step_generator(self.global_rank)
         images = hide_patches(batch["image"], hp.grid_size, hp.hide_prob, hp.fill, generator)
-        return {"ce": F.cross_entropy(self.model(images).logits.float(), batch["label"])}
+        return self.classification_loss(self.model(images).logits.float(), batch)

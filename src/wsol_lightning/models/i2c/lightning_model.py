@@ -11,8 +11,21 @@ from pytorch_lightning.utilities import rank_zero_warn
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import gather_class_maps
 from wsol_lightning.models.components.cam import minmax_normalize
-from wsol_lightning.models.i2c.loss import global_consistency_loss, same_class_pairs, stochastic_consistency_loss
+from wsol_lightning.models.i2c.loss import (
+    attribute_consistency_loss,
+    attribute_global_consistency_loss,
+    attribute_overlap,
+    global_consistency_loss,
+    same_class_pairs,
+    stochastic_consistency_loss,
+)
 from wsol_lightning.models.i2c.torch_model import I2CNet, gather_seed_vectors, select_object_seeds
+
+
+NO_ATTRIBUTES = (
+    "I2C consistency_unit: attribute needs per-image attributes in the training batches "
+    "('attributes' [B, A]): set data.load_attributes: true (datasets synthetic, cub)"
+)
 
 
 class I2C(WSOLModule):
@@ -21,6 +34,11 @@ class I2C(WSOLModule):
     ``L = CE + sc_weight * L_SC + gc_weight * L_GC`` (official code). Training batches must hold
     same-class pairs at positions ``(2k, 2k + 1)``: set ``data.pair_sampling: true``. The
     localization map is the plain class map of the GT (eval) or predicted class.
+
+    ``consistency_unit: attribute`` replaces the class by the image's binary attributes (batch key
+    ``attributes``, ``data.load_attributes: true``): SC over every image pair of the batch weighted
+    by the Jaccard overlap of their attribute sets, GC towards the mean of the image's per-attribute
+    centroids (equations in :mod:`wsol_lightning.models.i2c.loss`).
 
     Args:
         seed_threshold: object positions of the min-max normalized GT-class map (paper: 0.7).
@@ -34,6 +52,10 @@ class I2C(WSOLModule):
         head: ``i2c`` (official 3-layer conv head) or ``cam`` (the CAM baseline's neck + GAP-linear).
         head_width: channels of the ``i2c`` head (official: 1024).
         head_dropout: dropout of the ``i2c`` head (official: 0.5; active when the seed CAM is computed).
+        consistency_unit: ``class`` (paper: same-class pairs, class centroids) or ``attribute``
+            (attribute-overlap-weighted pairs, per-attribute centroids).
+        num_attributes: size of the per-attribute bank with ``consistency_unit: attribute``; 0 takes
+            it from the datamodule (``num_attributes``) when fit starts, or from the checkpoint.
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -48,6 +70,8 @@ class I2C(WSOLModule):
         head: Literal["i2c", "cam"] = "i2c",
         head_width: int = 1024,
         head_dropout: float = 0.5,
+        consistency_unit: Literal["class", "attribute"] = "class",
+        num_attributes: int = 0,
         **kwargs: Any,
     ) -> None:
         if not 0.0 <= seed_threshold < 1.0:
@@ -58,6 +82,10 @@ class I2C(WSOLModule):
             raise ValueError(f"seed_sampling must be 'random' or 'raster', got {seed_sampling!r}")
         if sc_weight < 0 or gc_weight < 0:
             raise ValueError(f"sc_weight and gc_weight must be >= 0, got {sc_weight} and {gc_weight}")
+        if consistency_unit not in ("class", "attribute"):
+            raise ValueError(f"consistency_unit must be 'class' or 'attribute', got {consistency_unit!r}")
+        if num_attributes < 0:
+            raise ValueError(f"num_attributes must be >= 0, got {num_attributes}")
         super().__init__(**kwargs)
         self._warned_no_pairs = False
 
@@ -66,7 +94,31 @@ class I2C(WSOLModule):
         return I2CNet(
             hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, hp.head, hp.head_width,
             hp.head_dropout, hp.centroid_momentum_decay,
+            hp.num_attributes if hp.consistency_unit == "attribute" else 0,
         )
+
+    def setup(self, stage: str) -> None:
+        """Attribute level: size the attribute bank from the datamodule before fit (and DDP) starts."""
+        if stage != "fit" or self.hparams.consistency_unit != "attribute":
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        available = getattr(datamodule, "num_attributes", 0)
+        bank = self.model.attribute_bank
+        if bank is None:
+            if not available:
+                raise ValueError(f"{NO_ATTRIBUTES} (or give model.init_args.num_attributes)")
+            self.model.add_attribute_bank(available)
+        elif available and available != bank.centroids.shape[0]:
+            raise ValueError(
+                f"I2C num_attributes={bank.centroids.shape[0]} but the datamodule's batches carry "
+                f"{available} attributes"
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the attribute bank a checkpoint holds (its size is that of the stored centroids)."""
+        centroids = checkpoint["state_dict"].get("model.attribute_bank.centroids")
+        if centroids is not None and self.model.attribute_bank is None:
+            self.model.add_attribute_bank(centroids.shape[0])
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams
@@ -76,6 +128,9 @@ class I2C(WSOLModule):
         attention = minmax_normalize(gather_class_maps(out.class_maps, labels).float())
         positions = select_object_seeds(attention, hp.num_seeds, hp.seed_threshold, hp.seed_sampling)
         seeds = gather_seed_vectors(out.seed_features, positions)
+        if hp.consistency_unit == "attribute":
+            losses.update(self.attribute_consistency_losses(seeds, batch))
+            return losses
         first, second = same_class_pairs(labels)
         if len(first) == 0 and not self._warned_no_pairs:
             rank_zero_warn("I2C: no same-class pair at batch positions (2k, 2k+1); set data.pair_sampling: true")
@@ -85,6 +140,29 @@ class I2C(WSOLModule):
         bank = self.model.centroid_bank
         losses["gc"] = hp.gc_weight * global_consistency_loss(centres, bank.centroids, labels[first], bank.seen)
         bank.update(labels[first], centres)
+        return losses
+
+    def attribute_consistency_losses(
+        self, seeds: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Attribute-level SC and GC of ``seeds [B, S, D]``; updates the attribute bank."""
+        hp = self.hparams
+        if "attributes" not in batch:
+            raise ValueError(NO_ATTRIBUTES)
+        bank = self.model.attribute_bank
+        present = batch["attributes"] > 0
+        if bank is None or present.shape[1] != bank.centroids.shape[0]:
+            size = 0 if bank is None else bank.centroids.shape[0]
+            raise ValueError(
+                f"I2C: the batch carries {present.shape[1]} attributes but the attribute bank holds {size} "
+                "(set model.init_args.num_attributes to match, or 0 to take it from the datamodule)"
+            )
+        centres = seeds.float().mean(dim=1)
+        sc = attribute_consistency_loss(seeds, attribute_overlap(present))
+        gc = attribute_global_consistency_loss(centres, bank.centroids, present, bank.seen)
+        losses = {"sc": hp.sc_weight * sc, "gc": hp.gc_weight * gc}
+        images, attributes = present.nonzero(as_tuple=True)
+        bank.update(attributes, centres[images])
         return losses
 
     def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

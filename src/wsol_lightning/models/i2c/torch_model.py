@@ -60,6 +60,9 @@ class CAMHead(nn.Module):
 class CentroidBank(nn.Module):
     """Per-class running centroids of object seed vectors (I2C's global memory).
 
+    The same bank keeps per-attribute centroids at attribute level (``classes`` = the attribute
+    of each (image, present attribute) incidence, ``centres`` = that image's seed centre).
+
     Buffers (in the state dict, hence in checkpoints): ``centroids [C, D]`` (zeros until a class is
     first seen; the official code starts from ``randn``, which is never used here because the first
     visit overwrites it and the GC loss skips unseen classes) and ``visit_count [C]`` (steps in which
@@ -121,6 +124,8 @@ class I2CNet(nn.Module):
         head_width: channels of the ``i2c`` head's 3x3 convs (official: 1024).
         head_dropout: dropout of the ``i2c`` head (official: 0.5).
         centroid_momentum_decay: see :class:`CentroidBank`.
+        num_attributes: size of the per-attribute bank ``attribute_bank`` (attribute-level
+            consistency); 0: none (:meth:`add_attribute_bank` adds it later).
     """
 
     def __init__(
@@ -133,8 +138,11 @@ class I2CNet(nn.Module):
         head_width: int = 1024,
         head_dropout: float = 0.5,
         centroid_momentum_decay: float = 0.002,
+        num_attributes: int = 0,
     ) -> None:
         super().__init__()
+        if num_attributes < 0:
+            raise ValueError(f"num_attributes must be >= 0, got {num_attributes}")
         self.backbone = build_backbone(backbone, pretrained, large_feature_map)
         channels = self.backbone.out_channels
         if head == "i2c":
@@ -144,6 +152,18 @@ class I2CNet(nn.Module):
         else:
             raise ValueError(f"head must be 'i2c' or 'cam', got {head!r}")
         self.centroid_bank = CentroidBank(num_classes, channels, centroid_momentum_decay)
+        self.attribute_bank: CentroidBank | None = None
+        if num_attributes:
+            self.add_attribute_bank(num_attributes)
+
+    def add_attribute_bank(self, num_attributes: int) -> CentroidBank:
+        """Add the per-attribute bank (on the class bank's device) and return it."""
+        if num_attributes < 1:
+            raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
+        bank = self.centroid_bank
+        self.attribute_bank = CentroidBank(num_attributes, bank.centroids.shape[1], bank.momentum_decay)
+        self.attribute_bank.to(bank.centroids.device)
+        return self.attribute_bank
 
     def forward(self, images: torch.Tensor) -> I2COutput:
         features = self.backbone(images)

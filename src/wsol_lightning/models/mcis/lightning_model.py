@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from wsol_lightning.models.base import WSOLModule
-from wsol_lightning.models.components import gather_class_maps
-from wsol_lightning.models.mcis.loss import LabelLoss, label_loss, pair_targets
+from wsol_lightning.models.components import LabelLoss, gather_class_maps, label_loss
+from wsol_lightning.models.mcis.loss import pair_targets
 from wsol_lightning.models.mcis.torch_model import MCISNet
 
 
@@ -26,6 +26,8 @@ class MCIS(WSOLModule):
     features of a pair with the common labels, ``L_con`` classifies the contrastive features of each
     member with its unique labels (only when some pair of the batch has a unique label), and a
     self-pair is an image with its own horizontal flip / rescaled copy (same labels on both sides).
+    An image's labels are the one-hot ``label``, or with ``multilabel`` (e.g. ``data.mri_multilabel``,
+    head + tumour) the batch's multi-hot ``multi_hot``: the paper's own multi-label setting.
 
     Args:
         num_extra_convs: 3x3 convs after the backbone (official: 3).
@@ -43,6 +45,8 @@ class MCIS(WSOLModule):
         num_test_partners: same-class partners per image for ``coattention`` maps (official: 3).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    supports_multilabel = True
 
     def __init__(
         self,
@@ -90,7 +94,7 @@ class MCIS(WSOLModule):
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams
         images = batch["image"]
-        targets = F.one_hot(batch["label"], self.num_classes).float()
+        targets = self.class_targets(batch)
         out = self.model(images)
         losses = {"single": label_loss(out.logits, targets, hp.label_loss)}
         if hp.coattention_weight == 0 and hp.contrastive_weight == 0:

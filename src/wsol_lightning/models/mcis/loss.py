@@ -1,18 +1,16 @@
 """MCIS losses (Sun et al., ECCV 2020, Sec. 3): single, co-attention and contrastive co-attention.
 
-Every term is a classification loss on a set of class labels (multi-hot targets): the paper's
-multilabel soft margin loss (mean over classes of a sigmoid BCE), or, as an option for single-label
-WSOL, a softmax cross-entropy over the rows that have a positive label.
+Every term is a classification loss on a set of class labels (multi-hot targets):
+:func:`~wsol_lightning.models.components.label_loss.label_loss` (shared: the paper's multilabel soft
+margin loss, or a softmax cross-entropy over labelled rows as an option for single-label WSOL). The
+pairs' label sets are built here.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
-
-LabelLoss = Literal["mlsm", "ce"]
 
 
 class PairTargets(NamedTuple):
@@ -25,23 +23,3 @@ def pair_targets(targets_m: torch.Tensor, targets_n: torch.Tensor) -> PairTarget
     """Common labels ``l_m ∩ l_n`` and unique labels ``l_m \\ l_n``, ``l_n \\ l_m`` of multi-hot targets."""
     common = targets_m * targets_n
     return PairTargets(common, targets_m - common, targets_n - common)
-
-
-def label_loss(logits: torch.Tensor, targets: torch.Tensor, kind: LabelLoss = "mlsm") -> torch.Tensor:
-    """Classification loss of ``logits [N, C]`` against multi-hot ``targets [N, C]`` (float32).
-
-    ``mlsm``: ``F.multilabel_soft_margin_loss`` over every row (a row without labels pushes every
-    class down, as the paper's contrastive term on pairs with nothing unique). ``ce``: softmax
-    cross-entropy against the normalized targets over the rows with a label only (zero if none).
-    """
-    logits = logits.float()
-    targets = targets.float()
-    if kind == "mlsm":
-        return F.multilabel_soft_margin_loss(logits, targets)
-    if kind == "ce":
-        labelled = targets.sum(dim=1) > 0
-        if not bool(labelled.any()):
-            return logits.new_zeros(())
-        rows = targets[labelled]
-        return F.cross_entropy(logits[labelled], rows / rows.sum(dim=1, keepdim=True))
-    raise ValueError(f"label_loss must be 'mlsm' or 'ce', got {kind!r}")

@@ -9,6 +9,7 @@ from wsol_lightning.models.spa.torch_model import (
     SPANet,
     SPAOutput,
     default_scg_taps,
+    same_class_partners,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "inclusive_iou",
     "restricted_activation_loss",
     "restricted_activation_masks",
+    "same_class_partners",
     "union_boxes",
 ]

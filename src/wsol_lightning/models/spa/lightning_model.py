@@ -42,6 +42,17 @@ class SPA(WSOLModule):
         scg_object_threshold: ``theta_fg``, object seeds where the normalized CAM is ``>=`` it (0.1).
         scg_background_threshold: ``theta_bg``, background seeds where it is ``<=`` it (0.05).
         scg_chunk_size: images per batched ``N x N`` computation (memory bound).
+        scg_image_affinity_weight: ``w`` mixing the input image's colour/position affinity into the
+            feature self-correlation, ``SC <- (1 - w) SC / n_blocks + w colnorm(A)`` with the
+            bilateral kernel ``A_ij = exp(-|I_i - I_j|^2 / 2 sigma_c^2 - |p_i - p_j|^2 / 2 sigma_p^2)``
+            of the mean input colours ``I`` and centres ``p`` of the feature cells (0: off, SPA's SCG).
+        scg_image_colour_sigma: ``sigma_c``, in units of the normalized input (ImageNet std: ~57 of 255).
+        scg_image_position_sigma: ``sigma_p``, in fractions of the image side.
+        scg_cross_image: cross-image SCG (off): the object seeds of a same-class partner image,
+            correlated with the image's positions by the image-to-partner HSC, join the image's own
+            seeds. The partner is the batch's most confident other image predicted as the map's
+            class (itself when there is none: then the map is SPA's); evaluation batches are not
+            class-paired, so maps depend on the batch and the model cannot be exported.
         union_box_diagnostic: also log ``<stage>/gt_known_loc_union``, GT-known Loc with SPA's own
             "all pixels above the threshold" box rule (the official metrics keep the contour rule).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
@@ -65,6 +76,10 @@ class SPA(WSOLModule):
         scg_object_threshold: float = 0.1,
         scg_background_threshold: float = 0.05,
         scg_chunk_size: int = 16,
+        scg_image_affinity_weight: float = 0.0,
+        scg_image_colour_sigma: float = 0.5,
+        scg_image_position_sigma: float = 0.5,
+        scg_cross_image: bool = False,
         union_box_diagnostic: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -94,6 +109,10 @@ class SPA(WSOLModule):
             object_threshold=hp.scg_object_threshold,
             background_threshold=hp.scg_background_threshold,
             chunk_size=hp.scg_chunk_size,
+            image_affinity_weight=hp.scg_image_affinity_weight,
+            image_colour_sigma=hp.scg_image_colour_sigma,
+            image_position_sigma=hp.scg_image_position_sigma,
+            cross_image=hp.scg_cross_image,
         )
         return SPANet(
             hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, hp.head, hp.scg_taps, generator

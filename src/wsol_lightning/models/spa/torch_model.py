@@ -17,7 +17,11 @@ from torch import nn
 
 from wsol_lightning.models.components import build_backbone, build_cam_neck, gather_class_maps
 from wsol_lightning.models.components.cam import minmax_normalize
-from wsol_lightning.models.components.self_correlation import CorrelationMode, seeded_self_correlation_map
+from wsol_lightning.models.components.self_correlation import (
+    CorrelationMode,
+    colour_position_features,
+    seeded_self_correlation_map,
+)
 
 #: SCG feature blocks per backbone: the two last blocks at the CAM resolution. VGG16 is SPA's
 #: ``--scg_blocks=4,5`` (conv4 block after pool4, conv5_3); the others are our analogues (SPA
@@ -71,13 +75,31 @@ def _cam_head(backbone: str, in_channels: int, num_classes: int) -> nn.Sequentia
     return nn.Sequential(neck, classifier)
 
 
+def same_class_partners(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Partner of every image for cross-image SCG: ``[B, C], [B] -> [B]`` batch indices.
+
+    The partner of image ``b`` (whose map is of class ``classes[b]``) is the other image of the
+    batch predicted (top-1) as ``classes[b]`` with the highest probability of that class; an image
+    without such a partner is its own partner (index ``b``).
+    """
+    batch = logits.shape[0]
+    probabilities = F.softmax(logits.float(), dim=1)
+    candidates = logits.argmax(dim=1)[None, :] == classes[:, None]  # [b, j]: j predicted as classes[b]
+    candidates &= ~torch.eye(batch, dtype=torch.bool, device=logits.device)
+    scores = probabilities[:, classes].T.masked_fill(~candidates, -1.0)  # [b, j] = p_j(classes[b])
+    own = torch.arange(batch, device=logits.device)
+    return torch.where(candidates.any(dim=1), scores.argmax(dim=1), own)
+
+
 class SelfCorrelationGenerator(nn.Module):
     """SCG (SPA §3.3): the CAM picks seeds, the summed HSC of the feature blocks spreads them.
 
     Seeds on the feature grid from ``cam = minmax(ReLU(A_c))`` (``+1e-10``): object
     ``cam >= object_threshold``, background ``cam <= background_threshold``. The map is
-    :func:`~wsol_lightning.models.components.self_correlation.seeded_self_correlation_map`. No
-    parameters.
+    :func:`~wsol_lightning.models.components.self_correlation.seeded_self_correlation_map`, with
+    two optional extensions (off by default; ``models/spa/README.md``, "Open ideas"): the input's
+    colour/position affinity mixed in by ``image_affinity_weight``, and the object seeds of a
+    same-class partner image correlated with the image (``cross_image``). No parameters.
 
     Args:
         first_order_threshold: ``theta_fo`` (CUB 0.1, ILSVRC 0.2).
@@ -88,6 +110,12 @@ class SelfCorrelationGenerator(nn.Module):
         object_threshold: ``theta_fg`` of the object seeds (0.1).
         background_threshold: ``theta_bg`` of the background seeds (0.05).
         chunk_size: images whose ``N x N`` matrices are built at once (memory bound).
+        image_affinity_weight: ``w`` of ``SC <- (1 - w) SC / n_blocks + w colnorm(A)``, ``A`` the
+            bilateral affinity of the input's cell colours and positions (0: SPA's SCG).
+        image_colour_sigma: ``sigma_c`` of ``A``, in units of the network's (normalized) input.
+        image_position_sigma: ``sigma_p`` of ``A``, in fractions of the image side.
+        cross_image: append the HSC of the image with its partner's features and the partner's
+            object seeds (the forward's ``partners``).
     """
 
     def __init__(
@@ -100,12 +128,23 @@ class SelfCorrelationGenerator(nn.Module):
         object_threshold: float = 0.1,
         background_threshold: float = 0.05,
         chunk_size: int = 16,
+        image_affinity_weight: float = 0.0,
+        image_colour_sigma: float = 0.5,
+        image_position_sigma: float = 0.5,
+        cross_image: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= background_threshold <= object_threshold <= 1.0:
             raise ValueError(
                 "need 0 <= scg_background_threshold <= scg_object_threshold <= 1, got "
                 f"{background_threshold} and {object_threshold}"
+            )
+        if not 0.0 <= image_affinity_weight <= 1.0:
+            raise ValueError(f"scg_image_affinity_weight must be in [0, 1], got {image_affinity_weight}")
+        if image_colour_sigma <= 0 or image_position_sigma <= 0:
+            raise ValueError(
+                "scg_image_colour_sigma and scg_image_position_sigma must be > 0, got "
+                f"{image_colour_sigma} and {image_position_sigma}"
             )
         self.first_order_threshold = first_order_threshold
         self.second_order_threshold = second_order_threshold
@@ -115,14 +154,34 @@ class SelfCorrelationGenerator(nn.Module):
         self.object_threshold = object_threshold
         self.background_threshold = background_threshold
         self.chunk_size = chunk_size
+        self.image_affinity_weight = image_affinity_weight
+        self.image_colour_sigma = image_colour_sigma
+        self.image_position_sigma = image_position_sigma
+        self.cross_image = cross_image
 
     def seeds(self, cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Object and background seed masks ``[B, h*w]`` of raw class maps ``[B, h, w]``."""
         normalized = minmax_normalize(F.relu(cam.float()), eps=1e-10).flatten(1)
         return normalized >= self.object_threshold, normalized <= self.background_threshold
 
-    def forward(self, blocks: Sequence[torch.Tensor], cam: torch.Tensor) -> torch.Tensor:
-        """SCG maps ``[B, h, w]`` in ``[0, 1]`` from blocks ``[B, K_b, h, w]`` and raw CAMs ``[B, h, w]``."""
+    def forward(
+        self,
+        blocks: Sequence[torch.Tensor],
+        cam: torch.Tensor,
+        images: torch.Tensor | None = None,
+        partners: torch.Tensor | None = None,
+        partner_cams: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """SCG maps ``[B, h, w]`` in ``[0, 1]`` from blocks ``[B, K_b, h, w]`` and raw CAMs ``[B, h, w]``.
+
+        Args:
+            blocks: the feature blocks.
+            cam: the raw class map ``A_c`` of each image.
+            images: the network's input ``[B, 3, H, W]`` (needed with ``image_affinity_weight > 0``).
+            partners: ``[B]`` batch index of each image's partner, ``b`` itself for none (needed
+                with ``cross_image``; see :func:`same_class_partners`).
+            partner_cams: ``[B, h, w]`` the partner's raw map of the image's class (its seeds).
+        """
         for block in blocks:
             if block.shape[-2:] != cam.shape[-2:]:
                 raise ValueError(
@@ -130,6 +189,20 @@ class SelfCorrelationGenerator(nn.Module):
                     f"got {tuple(block.shape[-2:])}"
                 )
         object_seeds, background_seeds = self.seeds(cam)
+        image_features = None
+        if self.image_affinity_weight > 0:
+            if images is None:
+                raise ValueError("scg_image_affinity_weight > 0 needs the input images")
+            image_features = colour_position_features(
+                images, tuple(cam.shape[-2:]), self.image_colour_sigma, self.image_position_sigma
+            )
+        partner_blocks = partner_object_seeds = same_image = None
+        if self.cross_image:
+            if partners is None or partner_cams is None:
+                raise ValueError("scg_cross_image needs partners and partner_cams")
+            partner_blocks = [block[partners] for block in blocks]
+            partner_object_seeds = self.seeds(partner_cams)[0]
+            same_image = partners == torch.arange(len(partners), device=partners.device)
         maps = seeded_self_correlation_map(
             list(blocks),
             object_seeds,
@@ -140,6 +213,11 @@ class SelfCorrelationGenerator(nn.Module):
             second_order_weight=self.second_order_weight,
             order=self.order,
             mode=self.mode,
+            image_features=image_features,
+            image_affinity_weight=self.image_affinity_weight,
+            partner_blocks=partner_blocks,
+            partner_object_seeds=partner_object_seeds,
+            same_image=same_image,
         )
         return maps.view_as(cam)
 
@@ -193,9 +271,17 @@ class SPANet(nn.Module):
     def localization_maps(
         self, images: torch.Tensor, classes: torch.Tensor, use_scg: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's, or the raw CAM ``A_c``."""
+        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's, or the raw CAM ``A_c``.
+
+        With ``scg.cross_image`` the partner of each image is chosen in the batch by
+        :func:`same_class_partners` and its seeds come from its map of the same class.
+        """
         out = self(images)
         cam = gather_class_maps(out.class_maps, classes)
         if not use_scg:
             return out.logits, cam
-        return out.logits, self.scg(out.blocks, cam)
+        partners = partner_cams = None
+        if self.scg.cross_image:
+            partners = same_class_partners(out.logits, classes)
+            partner_cams = out.class_maps[partners, classes]
+        return out.logits, self.scg(out.blocks, cam, images, partners, partner_cams)
