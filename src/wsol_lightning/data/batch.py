@@ -47,16 +47,11 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         padded[i, : len(b)] = b
     batch["boxes"] = padded
     batch["num_boxes"] = torch.as_tensor([len(b) for b in boxes], dtype=torch.long)
-    for key in OPTIONAL_MAP_KEYS:
+    optional = [(key, torch.uint8) for key in OPTIONAL_MAP_KEYS] + [(key, torch.float32) for key in OPTIONAL_VECTOR_KEYS]
+    for key, dtype in optional:
         present = [key in s for s in samples]
         if all(present):
-            batch[key] = torch.stack([torch.as_tensor(s[key], dtype=torch.uint8) for s in samples])
-        elif any(present):
-            raise ValueError(f"batch mixes samples with and without {key!r}")
-    for key in OPTIONAL_VECTOR_KEYS:
-        present = [key in s for s in samples]
-        if all(present):
-            batch[key] = torch.stack([torch.as_tensor(s[key], dtype=torch.float32) for s in samples])
+            batch[key] = torch.stack([torch.as_tensor(s[key], dtype=dtype) for s in samples])
         elif any(present):
             raise ValueError(f"batch mixes samples with and without {key!r}")
     return batch
