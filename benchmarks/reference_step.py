@@ -47,6 +47,8 @@ from types import ModuleType
 import torch
 from torch import nn
 
+from train_step import module_step  # benchmarks/ is on sys.path when run as a script
+
 from wsol_lightning.models import get_model
 
 REFERENCE_URL = "https://github.com/clovaai/wsolevaluation"
@@ -120,20 +122,6 @@ def build_ours(method: str, args: argparse.Namespace, backbone: str) -> nn.Modul
         large_feature_map=args.large_feature_map,
         **extra,
     )
-
-
-def step_ours(model: nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
-    optimizer = model.configure_optimizers()
-    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-
-    def step() -> None:
-        losses = model.training_losses(batch)
-        loss = torch.stack(list(losses.values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def step_reference(
@@ -221,7 +209,7 @@ def compare(wsol: ModuleType, method: str, backbone: str, args: argparse.Namespa
     if counts[0] != counts[1]:
         print("\n".join(parameter_difference(ours, reference)))
     steps = {
-        "ours": step_ours(ours, batch),
+        "ours": module_step(ours, batch),
         "reference": step_reference(
             wsol, method, reference, batch, reference_optimizer(reference, backbone, 0.01, 10.0)
         ),

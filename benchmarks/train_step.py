@@ -41,12 +41,18 @@ def build_stepper(name: str, args: argparse.Namespace, device: torch.device) -> 
     init_args.update(num_classes=args.num_classes, backbone=args.backbone, pretrained=False)
     model = get_model(name, **init_args).to(device)
     model.train()
+    batch = make_batch(args.batch_size, args.image_size, args.num_classes, device)
+    return module_step(model, batch, args.bf16)
+
+
+def module_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool = False) -> Callable[[], None]:
+    """A closure running one step of a ``WSOLModule``: every training loss, backward, its own optimizer."""
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    batch = make_batch(args.batch_size, args.image_size, args.num_classes, device)
+    device_type = next(model.parameters()).device.type
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             losses = model.training_losses(batch)
             loss = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
