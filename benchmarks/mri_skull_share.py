@@ -24,7 +24,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytorch_lightning as pl  # noqa: E402
 
-from wsol_lightning.cli import main as cli_main  # noqa: E402
+from wsol_lightning.cli import run_cli as cli_main  # noqa: E402
 
 MRI_DATA = "experiments/data/synthetic_mri.yaml"
 MULTILABEL = ["--data.mri_multilabel", "true"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from wsol_lightning.cli import main as cli_main  # noqa: E402
+from wsol_lightning.cli import run_cli as cli_main  # noqa: E402
 
 COLUMNS = [
     ("test/cls_top1", "cls top-1 (%)", 100.0),

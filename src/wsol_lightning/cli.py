@@ -100,42 +100,63 @@ class WSOLCLI(LightningCLI):
             config["return_predictions"] = False
 
 
-def main(args: list[str] | None = None) -> WSOLCLI | None:
-    """Entry point of the console scripts; ``args`` defaults to ``sys.argv[1:]``."""
+def run_cli(args: list[str] | None = None) -> WSOLCLI:
+    """Run a Lightning subcommand (``fit``, ``validate``, ``test``, ``predict``) and return the CLI.
+
+    For programs and notebooks that need the trainer, model or datamodule afterwards; the console
+    scripts call :func:`main`, which returns an exit status instead.
+    """
+    configure_wandb_mode()
+    return WSOLCLI(
+        WSOLModule,
+        WSOLDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=False,
+        seed_everything_default=0,
+        save_config_callback=WandbConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": _program_name(args),
+            "version": __version__,
+            "default_env": True,
+            "epilog": "Also: wsol export --help (a checkpoint as TorchScript or ONNX), "
+            "wsol compare --help (a method x metric table and bar chart of runs).",
+        },
+        args=args,
+    )
+
+
+def _program_name(args: list[str] | None) -> str:
+    """The name the user typed: ``wsol``/``lightning``, or ``python -m wsol_lightning``."""
+    if args is not None:
+        return "wsol"
+    name = Path(sys.argv[0]).name
+    return "python -m wsol_lightning" if name == "__main__.py" else name
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the console scripts; returns the exit status (0 success, 2 user error).
+
+    ``args`` defaults to ``sys.argv[1:]``.
+    """
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["export"]:
         from wsol_lightning.export import main as export_main
 
         export_main(argv[1:])
-        return None
+        return 0
     if argv[:1] == ["compare"]:
         from wsol_lightning.compare import main as compare_main
 
         compare_main(argv[1:])
-        return None
-    configure_wandb_mode()
+        return 0
     try:
-        return WSOLCLI(
-            WSOLModule,
-            WSOLDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=False,
-            seed_everything_default=0,
-            save_config_callback=WandbConfigCallback,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "version": __version__,
-                "default_env": True,
-                "epilog": "Also: wsol export --help (a checkpoint as TorchScript or ONNX), "
-                "wsol compare --help (a method x metric table and bar chart of runs).",
-            },
-            args=args,
-        )
+        run_cli(args)
     except USER_ERRORS as err:
-        prog = Path(sys.argv[0]).name if args is None else "wsol"
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        print(f"{_program_name(args)}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 
 CAM_CONFIG = "experiments/cam.yaml"
 
@@ -16,7 +16,7 @@ CAM_CONFIG = "experiments/cam.yaml"
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cam_fit")
-    main(["fit", *tiny_cli_args(CAM_CONFIG, str(root))])
+    run_cli(["fit", *tiny_cli_args(CAM_CONFIG, str(root))])
     ckpts = sorted(root.rglob("*.ckpt"))
     assert ckpts, "fit wrote no checkpoint"
     return ckpts[-1]
@@ -31,7 +31,7 @@ def test_fit_writes_a_checkpoint_with_the_validation_threshold(trained_checkpoin
 
 @pytest.mark.parametrize("subcommand", ["validate", "test"])
 def test_evaluation_logs_every_localization_metric(subcommand: str, trained_checkpoint: Path, tmp_path: Path) -> None:
-    cli = main([subcommand, *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
+    cli = run_cli([subcommand, *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
                 "--trainer.limit_test_batches", "2"])
     stage = "val" if subcommand == "validate" else "test"
     metrics = cli.trainer.callback_metrics
@@ -41,7 +41,7 @@ def test_evaluation_logs_every_localization_metric(subcommand: str, trained_chec
 
 
 def test_predict_returns_classes_and_maps(trained_checkpoint: Path, tmp_path: Path) -> None:
-    cli = main(["predict", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
+    cli = run_cli(["predict", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
                 "--trainer.limit_predict_batches", "1", "--return_predictions", "true"])
     outputs = cli.trainer.predict_loop.predictions
     assert outputs and outputs[0]["cam"].shape == (8, 64, 64)
@@ -49,35 +49,47 @@ def test_predict_returns_classes_and_maps(trained_checkpoint: Path, tmp_path: Pa
 
 
 def test_num_classes_is_linked_from_the_datamodule(tmp_path: Path) -> None:
-    cli = main(["fit", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--data.synthetic_num_classes", "5",
+    cli = run_cli(["fit", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--data.synthetic_num_classes", "5",
                 "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0"])
     assert cli.model.num_classes == 5 and cli.model.model.classifier.fc.out_features == 5
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_module(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wsol_lightning", *args], capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": "src"})
 
 
 def test_module_entry_point_help() -> None:
-    result = run_cli("--help")
+    result = run_module("--help")
     assert result.returncode == 0 and "fit" in result.stdout and "predict" in result.stdout
 
 
 def test_unknown_dataset_name_is_one_clear_line() -> None:
-    result = run_cli("fit", "--config", CAM_CONFIG, "--data.dataset", "imagenet21k")
+    result = run_module("fit", "--config", CAM_CONFIG, "--data.dataset", "imagenet21k")
     assert result.returncode != 0
     assert "imagenet21k" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_wrong_config_key_is_reported_by_name() -> None:
-    result = run_cli("fit", "--config", CAM_CONFIG, "--model.init_args.erase_treshold", "0.5")
+    result = run_module("fit", "--config", CAM_CONFIG, "--model.init_args.erase_treshold", "0.5")
     assert result.returncode != 0
     assert "erase_treshold" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_dataset_root_is_one_clear_message(tmp_path: Path) -> None:
     missing = tmp_path / "CUB_200_2011"
-    result = run_cli("fit", "--config", CAM_CONFIG, "--data.dataset", "cub", "--data.root", str(missing))
+    result = run_module("fit", "--config", CAM_CONFIG, "--data.dataset", "cub", "--data.root", str(missing))
     assert result.returncode == 2
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["wsol", "lightning", "python -m wsol_lightning"])
+def test_console_scripts_exit_zero_after_a_successful_fit(command: str, tmp_path: Path) -> None:
+    """``sys.exit(main())`` must give status 0: an in-process ``run_cli`` cannot see the exit status."""
+    bin_dir = Path(sys.executable).parent
+    program = [sys.executable, "-m", "wsol_lightning"] if command.startswith("python") else [str(bin_dir / command)]
+    result = subprocess.run([*program, "fit", *tiny_cli_args(CAM_CONFIG, str(tmp_path))], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "WSOLCLI object" not in result.stdout + result.stderr
+    assert list(tmp_path.rglob("*.ckpt"))

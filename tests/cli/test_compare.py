@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import main, run_cli
 from wsol_lightning.compare import wandb_record_payloads
 
 
@@ -37,7 +37,7 @@ def test_compare_two_csv_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
         {"epoch": "1", "test/maxboxacc_v2": "55.0", "test/top1_loc": "35.0", "test/cls_top1": ""},
     ])
     out = tmp_path / "report"
-    assert main(["compare", str(cam), str(acol), "--output", str(out)]) is None
+    assert main(["compare", str(cam), str(acol), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| cam | resnet18 | synthetic | 41.50 | 30.25 | 0.50 |" in printed
 

@@ -9,7 +9,7 @@ import pytest
 
 import yaml
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.recipes import recipe_command, recipe_configs, recipe_pieces
 
 EXPERIMENTS = Path("experiments")
@@ -36,7 +36,7 @@ def print_config(capsys: pytest.CaptureFixture, *configs: Path) -> str:
     for config in configs:
         args += ["--config", str(config)]
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--print_config"])
+        run_cli([*args, "--print_config"])
     assert exit_info.value.code in (0, None)
     return capsys.readouterr().out
 

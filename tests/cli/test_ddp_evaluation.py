@@ -16,7 +16,7 @@ from pathlib import Path
 
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 
 
 def run_test(tmp_path: Path, ckpt: Path, devices: int) -> dict[str, float]:
@@ -39,7 +39,7 @@ def run_test(tmp_path: Path, ckpt: Path, devices: int) -> dict[str, float]:
 
 def test_two_process_test_equals_one_process(tmp_path: Path) -> None:
     fit_dir = tmp_path / "fit"
-    main(["fit", *tiny_cli_args("experiments/cam.yaml", str(fit_dir))])
+    run_cli(["fit", *tiny_cli_args("experiments/cam.yaml", str(fit_dir))])
     ckpt = next(fit_dir.rglob("*.ckpt"))
     single = run_test(tmp_path, ckpt, devices=1)
     double = run_test(tmp_path, ckpt, devices=2)

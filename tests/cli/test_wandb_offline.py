@@ -15,7 +15,7 @@ from wsol_lightning.compare import discover_runs, wandb_record_payloads
 
 #: ``wsol fit ...`` followed by ``trainer.test`` on the fitted model, in one process (one W&B run).
 FIT_THEN_TEST = (
-    "import sys; from wsol_lightning.cli import main; cli = main(sys.argv[1:]); "
+    "import sys; from wsol_lightning.cli import run_cli; cli = run_cli(sys.argv[1:]); "
     "cli.trainer.test(cli.model, datamodule=cli.datamodule)"
 )
 

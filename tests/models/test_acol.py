@@ -190,12 +190,12 @@ def test_registry() -> None:
 
 
 def test_cli_fit_then_test(tmp_path: Path) -> None:
-    from wsol_lightning.cli import main
+    from wsol_lightning.cli import run_cli
 
-    main(["fit", *tiny_cli_args("experiments/acol.yaml", str(tmp_path / "fit"))])
+    run_cli(["fit", *tiny_cli_args("experiments/acol.yaml", str(tmp_path / "fit"))])
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     args = tiny_cli_args("experiments/acol.yaml", str(tmp_path / "test"))
-    cli = main(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
+    cli = run_cli(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
     assert isinstance(cli.model, ACoL) and cli.model.hparams.erase_threshold == 0.6
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0

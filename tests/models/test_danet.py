@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.hierarchy import HierarchyError, load_hierarchy
 from wsol_lightning.models import DANet, get_model
 from wsol_lightning.models.components import BACKBONES
@@ -206,9 +206,9 @@ def test_registered_by_name() -> None:
 
 def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
     extra = ["--model.init_args.head_widths", "[16, 16]", "--model.init_args.num_maps", "2"]
-    main(["fit", *tiny_cli_args(CONFIG, str(tmp_path / "fit"), *extra)])
+    run_cli(["fit", *tiny_cli_args(CONFIG, str(tmp_path / "fit"), *extra)])
     checkpoint = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
-    cli = main(
+    cli = run_cli(
         ["test", *tiny_cli_args(CONFIG, str(tmp_path / "test"), *extra), "--ckpt_path", str(checkpoint)]
     )
     logged = cli.trainer.callback_metrics

@@ -288,13 +288,13 @@ def test_registry_and_networks() -> None:
 
 @pytest.mark.parametrize(("config", "cls"), [("has", HaS), ("cutmix", CutMix), ("spg", SPG)])
 def test_cli_fit_then_test(tmp_path: Path, config: str, cls: type) -> None:
-    from wsol_lightning.cli import main
+    from wsol_lightning.cli import run_cli
 
     small = ("--data.resize_size", "36", "--data.crop_size", "32")
-    main(["fit", *tiny_cli_args(f"experiments/{config}.yaml", str(tmp_path / "fit"), *small)])
+    run_cli(["fit", *tiny_cli_args(f"experiments/{config}.yaml", str(tmp_path / "fit"), *small)])
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     args = tiny_cli_args(f"experiments/{config}.yaml", str(tmp_path / "test"), *small)
-    cli = main(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
+    cli = run_cli(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
     assert isinstance(cli.model, cls)
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.models.i2c import I2C, CentroidBank
 from wsol_lightning.models.i2c.loss import (
     attribute_consistency_loss,
@@ -191,14 +191,14 @@ def test_bank_is_identical_on_both_ranks_after_a_ddp_step(tmp_path: Path) -> Non
 
 
 def test_cli_fit_test_and_bank_restored_from_checkpoint(tmp_path: Path) -> None:
-    cli = main(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path))])
+    cli = run_cli(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path))])
     assert cli.datamodule.hparams.pair_sampling
     bank = cli.model.model.centroid_bank
     assert bank.seen.any()
     (ckpt,) = tmp_path.rglob("*.ckpt")
     restored = I2C.load_from_checkpoint(ckpt).model.centroid_bank
     assert torch.equal(restored.centroids, bank.centroids) and torch.equal(restored.visit_count, bank.visit_count)
-    main(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path)), "--ckpt_path", str(ckpt)])
+    run_cli(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path)), "--ckpt_path", str(ckpt)])
 
 
 # -- attribute level ------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_bad_consistency_unit_names_the_key() -> None:
 
 def test_cli_fit_and_test_at_attribute_level_on_the_synthetic_set(tmp_path: Path) -> None:
     extra = ("--model.init_args.consistency_unit", "attribute", "--data.load_attributes", "true")
-    cli = main(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)])
+    cli = run_cli(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)])
     bank = cli.model.model.attribute_bank
     assert bank.centroids.shape[0] == cli.datamodule.num_attributes > 0  # sized from the data at fit start
     assert bank.seen.any() and cli.model.model.centroid_bank.visit_count.sum() == 0
@@ -303,11 +303,11 @@ def test_cli_fit_and_test_at_attribute_level_on_the_synthetic_set(tmp_path: Path
     restored = I2C.load_from_checkpoint(ckpt).model.attribute_bank
     assert torch.equal(restored.centroids, bank.centroids)
     assert torch.equal(restored.visit_count, bank.visit_count)
-    main(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
+    run_cli(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
 
 
 def test_cli_attribute_level_without_load_attributes_fails_with_the_key(tmp_path: Path) -> None:
     extra = ("--model.init_args.consistency_unit", "attribute")
     args = tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)
     with pytest.raises(ValueError, match="data.load_attributes: true"):
-        main(["fit", *args])
+        run_cli(["fit", *args])

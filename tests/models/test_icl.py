@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.models import ICL, get_model
 from wsol_lightning.models.components import BACKBONES
 from wsol_lightning.models.components.non_local import NonLocalBlock
@@ -255,10 +255,10 @@ def test_registered() -> None:
 
 
 def test_cli_fit_and_test(tmp_path: Path) -> None:
-    main(["fit", *tiny_cli_args(ICL_CONFIG, str(tmp_path))])
+    run_cli(["fit", *tiny_cli_args(ICL_CONFIG, str(tmp_path))])
     checkpoints = sorted(tmp_path.rglob("*.ckpt"))
     assert checkpoints
-    cli = main(["test", *tiny_cli_args(ICL_CONFIG, str(tmp_path)), "--ckpt_path", str(checkpoints[-1]),
+    cli = run_cli(["test", *tiny_cli_args(ICL_CONFIG, str(tmp_path)), "--ckpt_path", str(checkpoints[-1]),
                 "--trainer.limit_test_batches", "1"])
     value = float(cli.trainer.callback_metrics["test/maxboxacc_v2"])
     assert 0.0 <= value <= 100.0

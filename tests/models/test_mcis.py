@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.models.mcis import MCIS, MCISNet, coattention
 from wsol_lightning.models.components import label_loss
 from wsol_lightning.models.mcis.loss import pair_targets
@@ -162,8 +162,8 @@ def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
 
 def test_cli_fit_and_test_with_pair_sampling(tmp_path: Path) -> None:
     extra = ["--data.different_class_pairs", "1", "--model.width", "16", "--model.self_pair_flip", "false"]
-    cli = main(["fit", *tiny_cli_args("experiments/mcis.yaml", str(tmp_path)), *extra])
+    cli = run_cli(["fit", *tiny_cli_args("experiments/mcis.yaml", str(tmp_path)), *extra])
     assert cli.datamodule.hparams.pair_sampling and cli.datamodule.hparams.different_class_pairs == 1
     (ckpt,) = tmp_path.rglob("*.ckpt")
-    cli = main(["test", *tiny_cli_args("experiments/mcis.yaml", str(tmp_path)), *extra, "--ckpt_path", str(ckpt)])
+    cli = run_cli(["test", *tiny_cli_args("experiments/mcis.yaml", str(tmp_path)), *extra, "--ckpt_path", str(ckpt)])
     assert 0.0 <= float(cli.trainer.callback_metrics["test/maxboxacc_v2"]) <= 100.0

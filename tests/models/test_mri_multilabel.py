@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from helpers import TINY_DATA, tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.data import WSOLDataModule, collate
 from wsol_lightning.metrics import PxAP
 from wsol_lightning.models import CAM, MCIS, ACoL, CutMix, HaS
@@ -102,10 +102,10 @@ def test_tumour_class_maps_read_the_tumour_class_on_every_slice() -> None:
 def test_cli_multilabel_fit_and_test_log_the_skull_share(tmp_path: Path) -> None:
     small = ["--data.synthetic_image_size", "32", "--data.resize_size", "36", "--data.crop_size", "32"]
     extra = ["--config", MRI_DATA, *TINY_DATA, *small, "--data.mri_multilabel", "true"]
-    cli = main(["fit", *tiny_cli_args("experiments/cam.yaml", str(tmp_path), *extra)])
+    cli = run_cli(["fit", *tiny_cli_args("experiments/cam.yaml", str(tmp_path), *extra)])
     assert cli.model.hparams.multilabel and cli.datamodule.multilabel
     ckpt = next(tmp_path.rglob("*.ckpt"))
-    cli = main(["test", *tiny_cli_args("experiments/cam.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
+    cli = run_cli(["test", *tiny_cli_args("experiments/cam.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
     metrics = cli.trainer.callback_metrics
     keys = ("cls_exact_match", "skull_cam_share", "skull_cam_share_no_tumour", "maxboxacc_v2", "pxap_with_object")
     for key in keys:

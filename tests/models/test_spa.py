@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import tiny_cli_args
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.export import ExportableWSOL
 from wsol_lightning.models import SPA, available_models
 from wsol_lightning.models.components import BACKBONES, gather_class_maps
@@ -191,11 +191,11 @@ def test_registry() -> None:
 
 
 def test_cli_fit_and_test(tmp_path: Path) -> None:
-    main(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--model.init_args.ram_start_epoch", "0")])
+    run_cli(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--model.init_args.ram_start_epoch", "0")])
     checkpoints = sorted((tmp_path / "fit").rglob("*.ckpt"))
     assert checkpoints, "fit wrote no checkpoint"
     test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1")
-    cli = main(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
+    cli = run_cli(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
     metrics = cli.trainer.callback_metrics
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc", "gt_known_loc_union"):
         assert 0.0 <= float(metrics[f"test/{name}"]) <= 100.0, name
@@ -251,11 +251,11 @@ def test_image_affinity_changes_the_map_and_needs_images() -> None:
 )
 def test_cli_fit_and_test_with_an_open_idea_switch(tmp_path: Path, flag: str, value: str) -> None:
     switch = (f"--model.init_args.{flag}", value)
-    main(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--trainer.limit_train_batches", "1", *switch)])
+    run_cli(["fit", *tiny_cli_args(SPA_CONFIG, str(tmp_path / "fit"), "--trainer.limit_train_batches", "1", *switch)])
     checkpoints = sorted((tmp_path / "fit").rglob("*.ckpt"))
     assert checkpoints, "fit wrote no checkpoint"
     test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1", *switch)
-    cli = main(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
+    cli = run_cli(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
     generator = cli.model.model.scg
     assert (generator.image_affinity_weight, generator.cross_image) == (
         (0.5, False) if flag == "scg_image_affinity_weight" else (0.0, True)

@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from wsol_lightning.cli import main
+from wsol_lightning.cli import main, run_cli
 from wsol_lightning.export import ExportableWSOL, load_module, trace
 from wsol_lightning.models import ACoL, CAM, WSOLModule
 

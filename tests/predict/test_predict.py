@@ -20,7 +20,7 @@ from wsol_lightning.callbacks.prediction_writer import (
     merge_partials,
     output_stem,
 )
-from wsol_lightning.cli import main
+from wsol_lightning.cli import run_cli
 from wsol_lightning.data.datasets.folder import ImageFolderDataset, decode_upright_image
 from wsol_lightning.data.errors import DatasetNotFoundError
 
@@ -54,7 +54,7 @@ def write_mixed_folder(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("predict_fit")
-    main(["fit", *tiny_cli_args(CAM_CONFIG, str(root), *SMALL)])
+    run_cli(["fit", *tiny_cli_args(CAM_CONFIG, str(root), *SMALL)])
     return sorted(root.rglob("*.ckpt"))[-1]
 
 
@@ -65,7 +65,7 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 
 
 def run_predict(checkpoint: Path, folder: Path, root: Path, *extra: str) -> None:
-    main(["predict", *tiny_cli_args(CAM_CONFIG, str(root), *SMALL), "--ckpt_path", str(checkpoint),
+    run_cli(["predict", *tiny_cli_args(CAM_CONFIG, str(root), *SMALL), "--ckpt_path", str(checkpoint),
           "--data.predict_dir", str(folder), "--data.batch_size", "3", *extra])
 
 
