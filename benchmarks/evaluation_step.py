@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-from wsol_lightning.metrics import GTKnownLoc, TopOneLoc, threshold_hits
+from wsol_lightning.cam import threshold_hits
+from wsol_lightning.metrics import GTKnownLoc, TopOneLoc
 from wsol_lightning.models import CAM
 
 

@@ -31,7 +31,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from wsol_lightning.metrics import MaxBoxAccV2, resize_cam  # noqa: E402
+from wsol_lightning.cam import resize_cam  # noqa: E402
+from wsol_lightning.metrics import MaxBoxAccV2  # noqa: E402
 
 CHUNK = 50
 SIZE = 224

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsol_lightning.diagnostics import SkullShare
+from wsol_lightning.metrics.diagnostics import SkullShare
 
 
 def ring(size: int = 4) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from wsol_lightning.models import CAM, available_models, get_model
 from wsol_lightning.models.cam import CAMNet
 from wsol_lightning.models.components import BACKBONES
-from wsol_lightning.models.components.cam import cam_to_boxes, minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 
 
 def test_cam_equals_class_weighted_sum_of_features() -> None:
@@ -64,19 +64,6 @@ def test_minmax_normalize_constant_and_nan_maps_become_zeros() -> None:
     out = minmax_normalize(maps)
     assert torch.equal(out[0], torch.zeros(3, 3)) and torch.equal(out[2], torch.zeros(3, 3))
     assert out[1].max() == 1.0 and out[1].min() == 0.0
-
-
-def test_cam_to_boxes_single_and_multi_contour() -> None:
-    cam = torch.zeros(10, 12)
-    cam[1:3, 1:3] = 1.0  # 2x2 blob
-    cam[5:9, 6:11] = 0.9  # 4x5 blob, the larger
-    import numpy as np
-
-    largest = cam_to_boxes(cam.numpy(), 0.5)
-    assert largest.tolist() == [[6, 5, 11, 9]]  # x + w and y + h, as the reference
-    both = cam_to_boxes(cam.numpy(), 0.5, multi_contour=True)
-    assert sorted(both.tolist()) == [[1, 1, 3, 3], [6, 5, 11, 9]]
-    assert cam_to_boxes(np.zeros((5, 5)), 0.5).tolist() == [[0, 0, 0, 0]]
 
 
 def test_registry() -> None:

@@ -14,13 +14,10 @@ from wsol_lightning.models.components import BACKBONES, gather_class_maps
 from wsol_lightning.models.spa import (
     SelfCorrelationGenerator,
     SPANet,
-    UnionBoxGTKnownLoc,
     default_scg_taps,
-    inclusive_iou,
     restricted_activation_loss,
     restricted_activation_masks,
     same_class_partners,
-    union_boxes,
 )
 
 SPA_CONFIG = "experiments/spa.yaml"
@@ -159,31 +156,6 @@ def test_bad_arguments_name_the_key() -> None:
     ]:
         with pytest.raises(ValueError, match=key):
             SPA(num_classes=2, backbone="resnet18", **kwargs)
-
-
-def test_union_box_covers_every_pixel_above_the_threshold() -> None:
-    maps = torch.zeros(2, 8, 10)
-    maps[0, 1:3, 1:3] = 1.0
-    maps[0, 5:7, 6:9] = 0.6
-    boxes = union_boxes(maps, 0.5)
-    assert boxes[0].tolist() == [1, 1, 8, 6]  # both blobs, inclusive (contour rule keeps one)
-    assert boxes[1].tolist() == [0, 0, 0, 0]  # no foreground
-    assert union_boxes(maps, 0.7)[0].tolist() == [1, 1, 2, 2]
-    # inclusive IoU: [0,0,1,1] (4 px) vs [1,1,2,2] (4 px) overlap 1 px -> 1 / 7
-    iou = inclusive_iou(torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 2, 2]))
-    assert iou.item() == pytest.approx(1 / 7)
-
-
-def test_union_box_gt_known_loc_counts_strict_iou_above_half() -> None:
-    maps = torch.zeros(2, 8, 8, dtype=torch.float64)
-    maps[0, 2:6, 2:6] = 1.0
-    maps[1, 0:2, 0:2] = 1.0
-    boxes = torch.tensor([[[2, 2, 5, 5], [-1, -1, -1, -1]], [[4, 4, 7, 7], [0, 0, 1, 1]]])
-    metric = UnionBoxGTKnownLoc(cam_curve_interval=0.5)
-    metric.update(maps, boxes, torch.tensor([1, 2]))
-    # threshold 0 selects everything (box = image, IoU 16/64 and 4/64): 0 hits; 0.5: both hit
-    assert metric.hits.tolist() == [0, 2] and metric.compute().item() == pytest.approx(100.0)
-    assert metric.best_threshold() == 0.5
 
 
 def test_registry() -> None:

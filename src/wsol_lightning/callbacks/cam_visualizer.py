@@ -14,7 +14,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from wsol_lightning.data.batch import collate, unpad_boxes
 from wsol_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from wsol_lightning.models.components.cam import cam_to_boxes
+from wsol_lightning.cam import cam_to_boxes, normalize_cam
 
 GT_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 0, 0)
@@ -40,13 +40,6 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, colour: tuple[int, int, int
     for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
         cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), colour, 1)
     return out
-
-
-def normalize_np(cam: np.ndarray) -> np.ndarray:
-    low, high = np.nanmin(cam), np.nanmax(cam)
-    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
-        return np.zeros_like(cam)
-    return (cam - low) / (high - low)
 
 
 class CAMVisualizer(pl.Callback):
@@ -87,7 +80,7 @@ class CAMVisualizer(pl.Callback):
         threshold = pl_module.current_cam_threshold()
         images, annotations = [], []
         for i, gt in enumerate(unpad_boxes(batch["boxes"], batch["num_boxes"])):
-            cam = normalize_np(cams[i])
+            cam = normalize_cam(cams[i])
             pred = cam_to_boxes(cam, threshold)
             picture = overlay_cam(denormalize(batch["image"][i]), cam)
             picture = draw_boxes(draw_boxes(picture, gt.cpu().numpy(), GT_COLOUR), pred, PRED_COLOUR)

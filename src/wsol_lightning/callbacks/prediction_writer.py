@@ -16,7 +16,7 @@ its extension kept so ``a.jpg`` and ``a.png`` do not collide):
 =============================== ==============================================================
 
 Boxes follow the standard evaluation's rule at one threshold
-(:func:`~wsol_lightning.models.components.cam.cam_to_boxes`) on the min-max normalized map of the
+(:func:`~wsol_lightning.cam.cam_to_boxes`) on the min-max normalized map of the
 top-1 class in the evaluated frame (``crop_size`` square). Original-frame boxes are those boxes
 mapped back: the evaluated pixels ``[x0, x1]`` cover ``[x0, x1 + 1) * W / crop_size`` of the original
 width, and the box is the smallest set of original pixels covering that interval. Overlays and
@@ -41,16 +41,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from wsol_lightning.callbacks.cam_visualizer import PRED_COLOUR, denormalize, draw_boxes, overlay_cam
 from wsol_lightning.data.datasets.folder import decode_upright_image
-from wsol_lightning.metrics import normalize_cam, quantize_cam
-from wsol_lightning.models.components.cam import cam_to_boxes
+from wsol_lightning.cam import cam_to_boxes, foreground_mask, normalize_cam
 
 PARTIAL_NAME = "detections.rank{rank}.partial.json"
-
-
-def foreground_mask(cam: np.ndarray, threshold: float) -> np.ndarray:
-    """Foreground of a normalized map by the evaluation's rule: ``floor(255 v) > int(t * max)``."""
-    quantized = quantize_cam(np.nan_to_num(cam, nan=0.0).clip(0, 1))
-    return quantized > int(threshold * int(quantized.max()))
 
 
 def boxes_to_original(boxes: np.ndarray, evaluated_hw: tuple[int, int], original_hw: tuple[int, int]) -> np.ndarray:
@@ -220,7 +213,7 @@ class WSOLPredictionWriter(BasePredictionWriter):
         threshold = self._threshold_used
         evaluated_hw = cam.shape
         has_foreground = bool(foreground_mask(cam, threshold).any())
-        boxes_eval = cam_to_boxes(cam, threshold, self.multi_contour) if has_foreground else np.zeros((0, 4), np.int64)
+        boxes_eval = cam_to_boxes(cam, threshold, "all" if self.multi_contour else "largest") if has_foreground else np.zeros((0, 4), np.int64)
         boxes_orig = boxes_to_original(boxes_eval, evaluated_hw, original_hw)
         top_class, top_score = ranked[0]
         files: dict[str, str] = {}

@@ -24,7 +24,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from wsol_lightning.callbacks.cam_visualizer import CAMVisualizer, _wandb_boxes
-from wsol_lightning.models.spa.boxes import inclusive_iou
+from wsol_lightning.cam import box_iou
 
 
 def run_identity(model_class: str, backbone: str, dataset: str) -> dict[str, str]:
@@ -80,8 +80,7 @@ def best_iou(predicted: np.ndarray, gt_boxes: np.ndarray) -> float:
     predicted, gt_boxes = np.asarray(predicted).reshape(-1, 4), np.asarray(gt_boxes).reshape(-1, 4)
     if not len(gt_boxes):
         return 0.0
-    ious = inclusive_iou(torch.from_numpy(predicted)[:, None], torch.from_numpy(gt_boxes)[None])
-    return float(ious.max())
+    return float(box_iou(predicted[:, None], gt_boxes[None]).max())
 
 
 class WandbReport(pl.Callback):

@@ -15,84 +15,9 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from wsol_lightning.metrics.functional import as_numpy_float64, cam_thresholds, threshold_cuts
-
-BoxesLike = Sequence[torch.Tensor | np.ndarray | Sequence[Sequence[int]]] | torch.Tensor | np.ndarray
-
-
-def _iou_thresholds(values: Sequence[int]) -> tuple[int, ...]:
-    """Validate IoU thresholds: 1 to 63 integers in [0, 100] (percent)."""
-    deltas = tuple(values)
-    if not deltas or len(deltas) > 63 or any(int(d) != d or not 0 <= d <= 100 for d in deltas):
-        raise ValueError(f"iou_thresholds must be 1 to 63 integers in [0, 100], got {values}")
-    return tuple(int(d) for d in deltas)
-
-
-def _gt_boxes(boxes: BoxesLike, n_maps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate per-image GT boxes; return them concatenated (int64 ``[M, 4]``) with offsets ``[N + 1]``."""
-    if len(boxes) != n_maps:
-        raise ValueError(f"got {n_maps} maps but {len(boxes)} box sets")
-    arrays = []
-    for i, image_boxes in enumerate(boxes):
-        if isinstance(image_boxes, torch.Tensor):
-            image_boxes = image_boxes.detach().cpu().numpy()
-        array = np.asarray(image_boxes)
-        if array.ndim == 1:
-            array = array[None]
-        if array.ndim != 2 or array.shape[1] != 4 or array.shape[0] == 0:
-            raise ValueError(f"boxes of image {i} must have shape [K >= 1, 4], got {array.shape}")
-        as_int = array.astype(np.int64)
-        if not np.array_equal(as_int, array):
-            raise ValueError(f"boxes of image {i} must hold integer pixel coordinates, got {array.tolist()}")
-        if (as_int[:, 2] < as_int[:, 0]).any() or (as_int[:, 3] < as_int[:, 1]).any():
-            raise ValueError(f"boxes of image {i} must satisfy x1 >= x0 and y1 >= y0, got {as_int.tolist()}")
-        arrays.append(as_int)
-    offsets = np.zeros(n_maps + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(a) for a in arrays])
-    gt = np.concatenate(arrays) if arrays else np.zeros((0, 4), dtype=np.int64)
-    return np.ascontiguousarray(gt), offsets
-
-
-def threshold_hits(
-    cams: torch.Tensor | np.ndarray,
-    boxes: BoxesLike,
-    thresholds: np.ndarray,
-    iou_thresholds: Sequence[int],
-    multi_contour: bool,
-) -> np.ndarray:
-    """Per image, IoU threshold and CAM threshold: does some estimated box hit some GT box?
-
-    The per-image core of the reference ``BoxEvaluator.accumulate`` (issue 2, definitions 1-4):
-    normalize, quantize, cut at ``int(t * max(q))``, take the boxes of every contour (or of the
-    largest only), and test ``IoU >= delta / 100`` exactly against every GT box.
-
-    Args:
-        cams: raw maps ``[N, H, W]`` at the evaluated size (any float dtype; computed in float64).
-        boxes: N sets of GT boxes ``[K_i, 4]``, inclusive ``x0, y0, x1, y1`` in that frame.
-        thresholds: CAM thresholds ``[K]`` (see :func:`cam_thresholds`).
-        iou_thresholds: IoU thresholds in percent ``[D]``.
-        multi_contour: boxes of every contour (V2) or of the largest contour only (v1).
-
-    Returns:
-        bool ``[N, D, K]``.
-    """
-    from wsol_lightning.metrics.boxes import level_hit_masks, quantize_maps  # numba: loaded on first use
-
-    maps = as_numpy_float64(cams)
-    if maps.ndim != 3 or 0 in maps.shape[1:]:
-        raise ValueError(f"cams must have shape [N, H, W] with H, W >= 1, got {tuple(maps.shape)}")
-    gt, offsets = _gt_boxes(boxes, len(maps))
-    deltas = np.asarray(_iou_thresholds(iou_thresholds), dtype=np.int64)
-    if len(maps) == 0:
-        return np.zeros((0, len(deltas), len(thresholds)), dtype=bool)
-    quantized, status = quantize_maps(maps)
-    if (status == 2).any():
-        raise ValueError("a CAM contains +-inf; only NaN maps (set to zeros) and finite maps are accepted")
-    masks = level_hit_masks(quantized, gt, offsets, deltas, bool(multi_contour))
-    cuts = threshold_cuts(thresholds, quantized.reshape(len(maps), -1).max(axis=1))
-    per_threshold = np.take_along_axis(masks, cuts, axis=1)
-    return ((per_threshold[:, None, :] >> np.arange(len(deltas))[None, :, None]) & 1).astype(bool)
-
+from wsol_lightning.cam.boxes import box_iou, union_boxes
+from wsol_lightning.cam.maps import cam_thresholds, minmax_normalize
+from wsol_lightning.cam.hits import BoxesLike, threshold_hits, validate_iou_thresholds
 
 def _first_argmax(values: torch.Tensor) -> int:
     """Index of the first maximum (the reference's ties go to the lowest threshold)."""
@@ -136,7 +61,7 @@ class MaxBoxAccV2(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.iou_thresholds = _iou_thresholds(iou_thresholds)
+        self.iou_thresholds = validate_iou_thresholds(iou_thresholds)
         self.cam_curve_interval = float(cam_curve_interval)
         self.multi_contour = bool(multi_contour)
         self.thresholds = cam_thresholds(self.cam_curve_interval)
@@ -337,3 +262,54 @@ class TopOneLoc(Metric):
         with self.sync_context():
             best = self._best_index()
         return torch.tensor(self.thresholds[best], dtype=torch.float64)
+
+
+class UnionBoxGTKnownLoc(Metric):
+    """GT-known Loc (percent) with SPA's union box rule, at the best of a threshold sweep.
+
+    ``update(maps, boxes, num_boxes)`` takes GT-class maps ``[B, H, W]`` at the evaluated size
+    (min-max normalized here) and the batch's padded GT boxes ``[B, K, 4]`` with ``num_boxes [B]``
+    (the batch format); an image counts at threshold ``t``
+    when the :func:`union_boxes` box has IoU ``> 0.5`` with one of its GT boxes. States are summed
+    across processes.
+
+    Args:
+        cam_curve_interval: step of the thresholds ``0, step, ..., < 1``.
+        iou_threshold: IoU a hit must exceed (SPA: 0.5, strict).
+        kwargs: torchmetrics ``Metric`` options.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    hits: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, cam_curve_interval: float = 0.01, iou_threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0 < cam_curve_interval < 1:
+            raise ValueError(f"cam_curve_interval must be in (0, 1), got {cam_curve_interval}")
+        self.thresholds = torch.arange(0.0, 1.0, cam_curve_interval, dtype=torch.float64).tolist()
+        self.iou_threshold = iou_threshold
+        self.add_state("hits", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, maps: torch.Tensor, boxes: torch.Tensor, num_boxes: torch.Tensor) -> None:
+        """Accumulate a batch; images without a GT box (``num_boxes == 0``) are not counted."""
+        keep = torch.as_tensor(num_boxes).to(self.hits.device) > 0
+        normalized = minmax_normalize(torch.as_tensor(maps, dtype=torch.float64, device=self.hits.device))[keep]
+        boxes, num_boxes = boxes.to(self.hits.device)[keep], torch.as_tensor(num_boxes).to(self.hits.device)[keep]
+        valid = torch.arange(boxes.shape[1], device=boxes.device)[None] < num_boxes[:, None]
+        for index, threshold in enumerate(self.thresholds):
+            iou = box_iou(union_boxes(normalized, threshold)[:, None], boxes)
+            self.hits[index] += ((iou > self.iou_threshold) & valid).any(dim=1).sum()
+        self.count += boxes.shape[0]
+
+    def compute(self) -> torch.Tensor:
+        if int(self.count) == 0:
+            raise RuntimeError("UnionBoxGTKnownLoc.compute() called before any update")
+        return self.hits.max().double() * 100.0 / self.count
+
+    def best_threshold(self) -> float:
+        """Threshold of the best accuracy (lowest on ties), synchronized across processes."""
+        with self.sync_context():
+            return self.thresholds[_first_argmax(self.hits)]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from wsol_lightning.metrics.functional import as_numpy_float64, normalize_cam, pxap_bin_edges
+from wsol_lightning.cam.maps import as_numpy_float64, normalize_cam, pxap_bin_edges
 
 
 class PxAP(Metric):

@@ -39,8 +39,9 @@ from torchmetrics.classification import MulticlassAccuracy, MultilabelExactMatch
 
 from wsol_lightning.data.batch import unpad_boxes
 from wsol_lightning.data.datasets.mri import TUMOUR_CLASS
-from wsol_lightning.diagnostics import PartFocus, SkullShare
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopOneLoc, resize_cam, threshold_hits
+from wsol_lightning.metrics.diagnostics import PartFocus, SkullShare
+from wsol_lightning.cam import resize_cam, threshold_hits
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopOneLoc
 from wsol_lightning.models.components.label_loss import label_loss
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from wsol_lightning.models.components import build_backbone, gather_class_maps, global_average
-from wsol_lightning.models.components.cam import minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 
 VGGPooling = Literal["acol", "torchvision"]
 

@@ -10,7 +10,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import gather_class_maps
-from wsol_lightning.models.components.cam import minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models.i2c.loss import (
     attribute_consistency_loss,
     attribute_global_consistency_loss,

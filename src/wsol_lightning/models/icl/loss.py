@@ -33,7 +33,7 @@ ThresholdReference = Literal["minmax", "max"]
 import torch
 import torch.nn.functional as F
 
-from wsol_lightning.models.components.cam import minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 
 
 class AttentionMasks(NamedTuple):

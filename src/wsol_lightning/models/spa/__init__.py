@@ -1,6 +1,5 @@
 """SPA: Unveiling the Potential of Structure Preserving for WSOL (Pan et al., CVPR 2021)."""
 
-from wsol_lightning.models.spa.boxes import UnionBoxGTKnownLoc, inclusive_iou, union_boxes
 from wsol_lightning.models.spa.lightning_model import SPA
 from wsol_lightning.models.spa.loss import restricted_activation_loss, restricted_activation_masks
 from wsol_lightning.models.spa.torch_model import (
@@ -18,11 +17,8 @@ __all__ = [
     "SPANet",
     "SPAOutput",
     "SelfCorrelationGenerator",
-    "UnionBoxGTKnownLoc",
     "default_scg_taps",
-    "inclusive_iou",
     "restricted_activation_loss",
     "restricted_activation_masks",
     "same_class_partners",
-    "union_boxes",
 ]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.self_correlation import CorrelationMode
-from wsol_lightning.models.spa.boxes import UnionBoxGTKnownLoc
+from wsol_lightning.metrics.localization import UnionBoxGTKnownLoc
 from wsol_lightning.models.spa.loss import restricted_activation_loss
 from wsol_lightning.models.spa.torch_model import HeadName, SelfCorrelationGenerator, SPANet
 

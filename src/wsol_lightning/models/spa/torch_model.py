@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsol_lightning.models.components import build_backbone, build_cam_neck, gather_class_maps
-from wsol_lightning.models.components.cam import minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models.components.self_correlation import (
     CorrelationMode,
     colour_position_features,

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from wsol_lightning.models.components import gather_class_maps
-from wsol_lightning.models.components.cam import minmax_normalize
+from wsol_lightning.cam import minmax_normalize
 
 #: Mask value of pixels left out of the guidance losses.
 IGNORE = 255

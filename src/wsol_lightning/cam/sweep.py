@@ -26,8 +26,8 @@ which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
 IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
 foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of
 background (``q = e = 0``, never added), so neighbour loops need no bounds checks. Kernels are
-numba-compiled on first use (``cache=True``); ``wsol_lightning.metrics`` imports this module only
-when a metric first updates.
+numba-compiled on first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is
+the entry point and imports this module (and numba) only when first called.
 """
 
 from __future__ import annotations

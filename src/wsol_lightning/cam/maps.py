@@ -1,9 +1,12 @@
-"""Map-level operations of the wsolevaluation protocol (Choe et al., CVPR 2020).
+"""Map-level operations: resize, normalize, quantize, thresholds (wsolevaluation, Choe et al., CVPR 2020).
 
-Each function follows one numbered definition of issue 2 ("Exact definitions"), which restates
-the reference evaluator (``clovaai/wsolevaluation``: ``inference.py`` and ``evaluation.py``)
-including its quirks. Everything is float64 and works on one map ``[H, W]`` or a batch
-``[N, H, W]``.
+The evaluation functions follow one numbered definition of issue 2 ("Exact definitions"), which
+restates the reference evaluator (``clovaai/wsolevaluation``: ``inference.py`` and
+``evaluation.py``) including its quirks; they are float64 and work on one map ``[H, W]`` or a
+batch ``[N, H, W]``. :func:`minmax_normalize` and :func:`max_normalize` are the batched,
+differentiable torch forms the methods use inside their networks (ACoL's fusion, SPA's seeds,
+MCIS's co-attention average). One rule holds for every normalization here: a map containing
+NaN, or a constant map, becomes all zeros.
 """
 
 from __future__ import annotations
@@ -121,3 +124,33 @@ def resize_cam(cams: ArrayOrTensor, size: Sequence[int]) -> ArrayOrTensor:
     for i, cam in enumerate(maps):
         out[i] = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
     return out if np.ndim(cams) == 3 else out[0]
+
+
+def minmax_normalize(maps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Differentiable per-map min-max normalization over the last two dims: ``(x - min) / (max - min)``.
+
+    A constant map and any map with a NaN become all zeros (the rule of :func:`normalize_cam`), so
+    the result is always finite. ``eps`` is added to the denominator when positive (some papers'
+    code does so). Dtype and device are kept.
+    """
+    flat = maps.flatten(-2)
+    finite = torch.isfinite(flat).all(dim=-1, keepdim=True)
+    safe = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat))
+    low = safe.amin(dim=-1, keepdim=True)
+    span = safe.amax(dim=-1, keepdim=True) - low
+    valid = finite & (span > 0)
+    denom = torch.where(valid, span, torch.ones_like(span)) + eps
+    out = torch.where(valid, (safe - low) / denom, torch.zeros_like(safe))
+    return out.view_as(maps)
+
+
+def max_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map division by the maximum over the last two dims, for non-negative maps (e.g. ReLU'd).
+
+    A map whose maximum is not positive, or that holds a NaN, becomes all zeros (the rule above).
+    """
+    flat = maps.flatten(-2)
+    peak = flat.amax(dim=-1, keepdim=True)
+    valid = torch.isfinite(flat).all(dim=-1, keepdim=True) & (peak > 0)
+    out = torch.where(valid, flat / torch.where(valid, peak, torch.ones_like(peak)), torch.zeros_like(flat))
+    return out.view_as(maps)

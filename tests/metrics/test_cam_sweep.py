@@ -8,7 +8,7 @@ import pytest
 import torch
 from metrics_cases import Case, adversarial_cases, noise_cases, random_cases, random_boxes, smooth_map
 
-from wsol_lightning.metrics import cam_thresholds, threshold_hits
+from wsol_lightning.cam import cam_thresholds, threshold_hits
 
 DELTAS = (0, 30, 50, 70, 100)
 ADVERSARIAL = adversarial_cases()

@@ -22,15 +22,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from wsol_lightning.metrics import normalize_cam
-
-
-def box_coverage(gt: np.ndarray, pred: np.ndarray) -> float:
-    """Share of the inclusive GT box ``[x0, y0, x1, y1]`` covered by the inclusive predicted box."""
-    ix = min(gt[2], pred[2]) - max(gt[0], pred[0]) + 1
-    iy = min(gt[3], pred[3]) - max(gt[1], pred[1]) + 1
-    inter = max(ix, 0) * max(iy, 0)
-    return inter / float((gt[2] - gt[0] + 1) * (gt[3] - gt[1] + 1))
+from wsol_lightning.cam import box_coverage, cam_to_boxes, normalize_cam
 
 
 class PartFocus(Metric):
@@ -48,9 +40,6 @@ class PartFocus(Metric):
 
     def update(self, cams: torch.Tensor, part_masks: torch.Tensor, boxes: list[torch.Tensor], threshold: float) -> None:
         """``cams`` raw ``[N, H, W]`` at the image size, ``part_masks`` ``[N, H, W]``, GT boxes per image."""
-        # imported here: wsol_lightning.models imports this module (its base logs these diagnostics)
-        from wsol_lightning.models.components.cam import cam_to_boxes
-
         cams_np = torch.as_tensor(cams).detach().cpu().numpy()
         parts = torch.as_tensor(part_masks).detach().cpu().numpy()
         peaks = coverage = n_boxes = 0
