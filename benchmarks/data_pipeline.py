@@ -3,7 +3,7 @@
 Generates ``--images`` JPEGs of ``--width`` x ``--height`` (default 500x375, CUB/ImageNet-like,
 textured so JPEG decoding costs what a photo costs) in the CUB wsolevaluation metadata layout,
 then times full passes of the datamodule's training loader (resize 256 -> random crop 224 ->
-flip -> normalize) for each worker count. ``per worker`` = throughput / workers (with 0 workers
+flip -> float in [0, 1]) for each worker count. ``per worker`` = throughput / workers (with 0 workers
 the main process does the work).
 
     nice -n 10 python benchmarks/data_pipeline.py --images 256 --workers 0 1 2
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import CUB, WSOLDataModule
 
 
 def make_dataset(root: Path, count: int, width: int, height: int) -> None:
@@ -45,13 +45,11 @@ def make_dataset(root: Path, count: int, width: int, height: int) -> None:
 
 def measure(root: Path, workers: int, batch_size: int, epochs: int) -> float:
     dm = WSOLDataModule(
-        dataset="cub",
-        root=str(root),
+        CUB(root=str(root), cache_dir=str(root / ".cache")),
         resize_size=256,
         crop_size=224,
         batch_size=batch_size,
         num_workers=workers,
-        cache_dir=str(root / ".cache"),
     )
     loader = dm.train_dataloader()
     for _ in loader:  # warm-up epoch: worker start, page cache
@@ -59,7 +57,7 @@ def measure(root: Path, workers: int, batch_size: int, epochs: int) -> float:
     start, images = time.perf_counter(), 0
     for _ in range(epochs):
         for batch in loader:
-            images += len(batch["label"])
+            images += len(batch)
     return images / (time.perf_counter() - start)
 
 

@@ -1,12 +1,13 @@
 """Evaluation-step time: GT-known/Top-1/Top-5 Loc fed by one shared box-kernel run vs one run each.
 
 ``WSOLModule._evaluation_step`` scores the same GT-class maps with the same v1 settings for
-GT-known Loc, Top-1 Loc and Top-5 Loc; it now runs :func:`threshold_hits` once and feeds the three
-metrics through ``update_from_hits``. This script times, on the same CAM maps:
+GT-known Loc, Top-1 Loc and Top-5 Loc; its evaluator runs :func:`threshold_hits` once per setting
+(``EvaluationStep.hits``) and feeds the three metrics from it. This script times, on the same CAM maps:
 
 * ``separate``: the former path, ``update`` of each of the three metrics (three kernel runs);
 * ``shared``: one :func:`threshold_hits` run and three ``update_from_hits`` calls;
-* ``step``: the whole ``CAM._evaluation_step`` (forward, resize, MaxBoxAccV2, the shared path),
+* ``step``: the whole ``CAM._evaluation_step`` (forward, resize, MaxBoxAccV2, the shared path; the
+  metric updates run in the step, ``evaluation_overlap: false``),
 
 and fails unless both paths leave identical metric states.
 
@@ -25,22 +26,25 @@ from collections.abc import Callable
 import torch
 
 from wsol_lightning.cam import threshold_hits
-from wsol_lightning.metrics import GTKnownLoc, TopOneLoc
+from wsol_lightning.data import WSOLBatch
+from wsol_lightning.metrics import GTKnownLoc, TopKLoc
 from wsol_lightning.models import CAM
 
 
-def make_batch(images: int, image_size: int, num_classes: int) -> dict[str, torch.Tensor]:
-    """Random images, labels and one random GT box per image (padded batch format)."""
+def make_batch(images: int, image_size: int, num_classes: int) -> WSOLBatch:
+    """Random images in [0, 1], labels and one random GT box per image."""
     generator = torch.Generator().manual_seed(0)
     corners = torch.randint(0, image_size // 2, (images, 2), generator=generator)
     sizes = torch.randint(image_size // 8, image_size // 2, (images, 2), generator=generator)
     boxes = torch.cat([corners, corners + sizes], dim=1)[:, None, :]
-    return {
-        "image": torch.randn(images, 3, image_size, image_size, generator=generator),
-        "label": torch.randint(0, num_classes, (images,), generator=generator),
-        "boxes": boxes,
-        "num_boxes": torch.ones(images, dtype=torch.long),
-    }
+    return WSOLBatch(
+        image=torch.rand(images, 3, image_size, image_size, generator=generator),
+        label=torch.randint(0, num_classes, (images,), generator=generator),
+        boxes=boxes,
+        num_boxes=torch.ones(images, dtype=torch.long),
+        image_id=[f"random_{i}" for i in range(images)],
+        orig_size=torch.full((images, 2), image_size, dtype=torch.long),
+    )
 
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:
@@ -62,24 +66,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = CAM(num_classes=8, backbone=args.backbone).eval()
+    model = CAM(num_classes=8, backbone=args.backbone, evaluation_overlap=False).eval()
     batch = make_batch(args.images, args.image_size, 8)
     logits, cams = model.evaluation_maps(batch)
     maps = torch.from_numpy(cams)
-    boxes = list(batch["boxes"])
+    boxes = batch.gt_boxes()
     top5 = logits.topk(5, dim=1).indices
-    correct1 = top5[:, 0] == batch["label"]
-    correct5 = (top5 == batch["label"][:, None]).any(dim=1)
+    correct1 = top5[:, 0] == batch.label
+    correct5 = (top5 == batch.label[:, None]).any(dim=1)
 
     def separate() -> list:
-        metrics = [GTKnownLoc(), TopOneLoc(), TopOneLoc()]
+        metrics = [GTKnownLoc(), TopKLoc(), TopKLoc()]
         metrics[0].update(maps, boxes)
         metrics[1].update(maps, boxes, correct1)
         metrics[2].update(maps, boxes, correct5)
         return metrics
 
     def shared() -> list:
-        metrics = [GTKnownLoc(), TopOneLoc(), TopOneLoc()]
+        metrics = [GTKnownLoc(), TopKLoc(), TopKLoc()]
         hits = threshold_hits(maps, boxes, metrics[0].thresholds, (50,), metrics[0].multi_contour)
         metrics[0].update_from_hits(hits)
         metrics[1].update_from_hits(hits[:, 0, :], correct1)

@@ -27,7 +27,7 @@ import pytorch_lightning as pl  # noqa: E402
 from wsol_lightning.cli import run_cli as cli_main  # noqa: E402
 
 MRI_DATA = "experiments/data/synthetic_mri.yaml"
-MULTILABEL = ["--data.mri_multilabel", "true"]
+MULTILABEL = ["--data.dataset.multilabel", "true"]
 #: fitted variants: name -> (method config, extra flags)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cam": ("cam", []),
@@ -57,9 +57,9 @@ def cli_args(method: str, extra: list[str], args: argparse.Namespace, root: Path
         "--trainer.callbacks", "[]",
         "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(root),
-        "--data.synthetic_train_size", str(args.train_size),
-        "--data.synthetic_val_size", str(args.val_size),
-        "--data.synthetic_test_size", str(args.test_size),
+        "--data.dataset.train_size", str(args.train_size),
+        "--data.dataset.val_size", str(args.val_size),
+        "--data.dataset.test_size", str(args.test_size),
         *extra,
     ]
 

@@ -47,8 +47,9 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from train_step import module_step  # benchmarks/ is on sys.path when run as a script
+from train_step import module_step, training_batch  # benchmarks/ is on sys.path when run as a script
 
+from wsol_lightning.data import WSOLBatch
 from wsol_lightning.models import get_model
 
 REFERENCE_URL = "https://github.com/clovaai/wsolevaluation"
@@ -113,7 +114,7 @@ def build_reference(wsol: ModuleType, method: str, args: argparse.Namespace, bac
 
 
 def build_ours(method: str, args: argparse.Namespace, backbone: str) -> nn.Module:
-    extra = {"erase_threshold": args.erase_threshold} if method == "acol" else {}
+    extra = {"foreground_threshold": args.erase_threshold} if method == "acol" else {}
     return get_model(
         method,
         num_classes=args.num_classes,
@@ -128,10 +129,10 @@ def step_reference(
     wsol: ModuleType,
     method: str,
     model: nn.Module,
-    batch: dict[str, torch.Tensor],
+    batch: WSOLBatch,
     optimizer: torch.optim.Optimizer,
 ) -> Callable[[], None]:
-    images, labels = batch["image"], batch["label"]
+    images, labels = batch.image, batch.label
     cross_entropy = nn.CrossEntropyLoss()
 
     def step() -> None:
@@ -170,10 +171,10 @@ def parameter_difference(ours: nn.Module, reference: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def map_sides(
-    ours: nn.Module, reference: nn.Module, method: str, batch: dict[str, torch.Tensor]
+    ours: nn.Module, reference: nn.Module, method: str, batch: WSOLBatch
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Spatial size of the localization map on each side (one image, eval mode)."""
-    images, labels = batch["image"][:1], batch["label"][:1]
+    images, labels = batch.image[:1], batch.label[:1]
     ours.eval()
     reference.eval()
     if method == "acol":
@@ -188,10 +189,10 @@ def map_sides(
 
 def compare(wsol: ModuleType, method: str, backbone: str, args: argparse.Namespace) -> dict[str, object]:
     generator = torch.Generator().manual_seed(0)
-    batch = {
-        "image": torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=generator),
-        "label": torch.randint(0, args.num_classes, (args.batch_size,), generator=generator),
-    }
+    batch = training_batch(
+        torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=generator),
+        torch.randint(0, args.num_classes, (args.batch_size,), generator=generator),
+    )
     torch.manual_seed(0)
     ours = build_ours(method, args, backbone)
     torch.manual_seed(0)

@@ -23,16 +23,28 @@ from typing import Callable
 import torch
 import yaml
 
+from wsol_lightning.data import WSOLBatch
 from wsol_lightning.models import available_models, get_model
 
 
-def make_batch(batch_size: int, image_size: int, num_classes: int, device: torch.device) -> dict[str, torch.Tensor]:
+def training_batch(images: torch.Tensor, labels: torch.Tensor) -> WSOLBatch:
+    """A training batch of ``images`` ([0, 1] RGB) and ``labels`` without boxes (training reads none)."""
+    batch_size, device = len(images), images.device
+    return WSOLBatch(
+        image=images,
+        label=labels,
+        boxes=torch.full((batch_size, 1, 4), -1, dtype=torch.long, device=device),
+        num_boxes=torch.zeros(batch_size, dtype=torch.long, device=device),
+        image_id=[f"random_{i}" for i in range(batch_size)],
+        orig_size=torch.full((batch_size, 2), images.shape[-1], dtype=torch.long, device=device),
+    )
+
+
+def make_batch(batch_size: int, image_size: int, num_classes: int, device: torch.device) -> WSOLBatch:
     generator = torch.Generator().manual_seed(0)
     labels = (torch.arange(batch_size) // 2) % num_classes
-    return {
-        "image": torch.randn(batch_size, 3, image_size, image_size, generator=generator).to(device),
-        "label": labels.to(device),
-    }
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=generator)
+    return training_batch(images.to(device), labels.to(device))
 
 
 def build_stepper(name: str, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
@@ -45,7 +57,7 @@ def build_stepper(name: str, args: argparse.Namespace, device: torch.device) -> 
     return module_step(model, batch, args.bf16)
 
 
-def module_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool = False) -> Callable[[], None]:
+def module_step(model: torch.nn.Module, batch: WSOLBatch, bf16: bool = False) -> Callable[[], None]:
     """A closure running one step of a ``WSOLModule``: every training loss, backward, its own optimizer."""
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer

@@ -52,7 +52,7 @@ from matplotlib.figure import Figure
 from wsol_lightning.ablation import ablation_figure, ablation_rows, fit_and_test
 from wsol_lightning.callbacks import CAMVisualizer
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.models import ACoL
 from wsol_lightning.plots import save_figure
 
@@ -68,12 +68,12 @@ output.mkdir(parents=True, exist_ok=True)
 
 # %%
 data = WSOLDataModule(
-    dataset="synthetic", batch_size=BATCH_SIZE, num_workers=0,
-    synthetic_train_size=TRAIN_SIZE, synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE,
+    Synthetic(train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE),
+    batch_size=BATCH_SIZE, num_workers=0,
 )
 settings = dict(num_classes=8, backbone="resnet18", pretrained=False, optimizer="adam", lr=1e-3,
                 head_lr_multiplier=1.0, weight_decay=1e-4, head_init="xavier")
-configs = {f"δ={delta}": partial(ACoL, erase_threshold=delta, **settings) for delta in ERASE_THRESHOLDS}
+configs = {f"δ={delta}": partial(ACoL, foreground_threshold=delta, **settings) for delta in ERASE_THRESHOLDS}
 configs["erasing off"] = partial(ACoL, erasing=False, **settings)
 
 # %%
@@ -85,7 +85,7 @@ for name, run in runs.items():
 # ## Metrics vs δ
 # Localization in percent; "peak on part" = share of test images whose map peak is on the
 # discriminative part, "GT box covered" = mean share of the GT box inside the predicted box
-# (`wsol_lightning.diagnostics`). Erasing should lower the first and raise the second.
+# (`wsol_lightning.metrics.diagnostics`). Erasing should lower the first and raise the second.
 
 # %%
 rows = ablation_rows(runs, label="δ")

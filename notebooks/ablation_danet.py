@@ -55,9 +55,9 @@ from matplotlib.figure import Figure
 
 from wsol_lightning.ablation import ablation_figure, ablation_rows, fit_and_test
 from wsol_lightning.callbacks import CAMVisualizer
-from wsol_lightning.callbacks.cam_visualizer import denormalize
+from wsol_lightning.callbacks.cam_visualizer import to_rgb_uint8
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.hierarchy import load_hierarchy
 from wsol_lightning.models import DANet
 from wsol_lightning.plots import save_figure
@@ -76,13 +76,13 @@ print("levels, coarsest first:", dict(zip(hierarchy.level_names, hierarchy.level
 
 # %%
 data = WSOLDataModule(
-    dataset="synthetic", batch_size=BATCH_SIZE, num_workers=0,
-    synthetic_train_size=TRAIN_SIZE, synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE,
+    Synthetic(train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE),
+    batch_size=BATCH_SIZE, num_workers=0,
 )
 settings = dict(num_classes=8, backbone="resnet18", pretrained=False, optimizer="adam", lr=1e-3,
                 head_lr_multiplier=1.0, weight_decay=1e-4, hierarchy="synthetic")
-both_levels = dict(hda=True, head_widths=[HEAD_WIDTH] * hierarchy.num_levels)
-finest_only = dict(hda=False, head_widths=[HEAD_WIDTH])
+both_levels = dict(hda=True, head_width=[HEAD_WIDTH] * hierarchy.num_levels)
+finest_only = dict(hda=False, head_width=[HEAD_WIDTH])
 danet = partial(DANet, **settings)
 configs = {f"HDA + DDA K={k}": partial(danet, dda=True, num_maps=k, **both_levels) for k in NUM_MAPS}
 configs["HDA, DDA off (K=1)"] = partial(danet, dda=False, num_maps=1, **both_levels)
@@ -150,7 +150,7 @@ columns = max(2 + len(level_maps), num_maps)
 figure = Figure(figsize=(2.2 * columns, 4.6))
 axes = figure.subplots(2, columns, squeeze=False)
 extent = (0, sample["image"].shape[-1], sample["image"].shape[-2], 0)
-axes[0, 0].imshow(denormalize(sample["image"]))
+axes[0, 0].imshow(to_rgb_uint8(sample["image"]))
 axes[0, 0].set_title(f"test image {SHOWN_IMAGE}, class {int(label)}", fontsize=8)
 top = [(f"{name} {int(lab)}", maps.relu().mean(dim=0)) for name, lab, maps in
        zip(model.hierarchy.level_names, level_labels, level_maps)] + [("fused", fused)]

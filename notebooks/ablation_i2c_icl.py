@@ -50,7 +50,7 @@ from matplotlib.figure import Figure
 
 from wsol_lightning.ablation import ablation_figure, ablation_rows, fit_and_test
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.models import CAM, I2C, ICL
 from wsol_lightning.plots import save_figure
 
@@ -60,11 +60,10 @@ output = Path(OUTPUT_DIR)
 output.mkdir(parents=True, exist_ok=True)
 
 
-def datamodule(pair_sampling: bool, load_attributes: bool = False) -> WSOLDataModule:
+def datamodule(pair_sampling: bool, attributes: bool = False) -> WSOLDataModule:
     return WSOLDataModule(
-        dataset="synthetic", batch_size=BATCH_SIZE, num_workers=0, pair_sampling=pair_sampling,
-        load_attributes=load_attributes,
-        synthetic_train_size=TRAIN_SIZE, synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE,
+        Synthetic(train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE, attributes=attributes),
+        batch_size=BATCH_SIZE, num_workers=0, pair_sampling=pair_sampling,
     )
 
 
@@ -76,7 +75,7 @@ settings = dict(num_classes=8, backbone="resnet18", pretrained=False, optimizer=
 # `experiments/i2c.yaml` on a tiny budget: CAM's head (`head: cam`), so only the losses differ from
 # CAM, and batches of same-class pairs (`pair_sampling: true`) for every setting, CAM included.
 # The last row swaps the unit of consistency from class to shared attributes
-# (`consistency_unit: attribute`, `data.load_attributes: true`; BENCHMARKS.md "I2C at attribute
+# (`consistency_unit: attribute`, `data.dataset.attributes: true`; BENCHMARKS.md "I2C at attribute
 # level" has the full-budget numbers).
 
 # %%
@@ -91,7 +90,7 @@ i2c_configs = {
 i2c_runs = {name: fit_and_test(build, paired, TRAIN_STEPS) for name, build in i2c_configs.items()}
 # The seeds' open idea (issue 14): consistency between images that share attributes, weighted by their
 # attribute overlap, instead of class (the synthetic set's 19 per-image attributes; CUB's 312).
-attributed = datamodule(pair_sampling=True, load_attributes=True)
+attributed = datamodule(pair_sampling=True, attributes=True)
 i2c_runs["SC + GC, attribute unit"] = fit_and_test(
     partial(i2c, sc_weight=0.008, gc_weight=0.001, consistency_unit="attribute"), attributed, TRAIN_STEPS
 )

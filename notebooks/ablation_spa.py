@@ -60,9 +60,9 @@ from wsol_lightning.ablation import (
     AblationRun, ablation_figure, ablation_rows, fit_and_test, validate_and_test,
 )
 from wsol_lightning.callbacks import CAMVisualizer
-from wsol_lightning.callbacks.cam_visualizer import denormalize
+from wsol_lightning.callbacks.cam_visualizer import to_rgb_uint8
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.models import SPA
 from wsol_lightning.models.components.self_correlation import high_order_self_correlation
 from wsol_lightning.plots import save_figure
@@ -80,9 +80,8 @@ output.mkdir(parents=True, exist_ok=True)
 
 # %%
 data = WSOLDataModule(
-    dataset="synthetic", batch_size=BATCH_SIZE, num_workers=0, synthetic_image_size=IMAGE_SIZE,
-    resize_size=IMAGE_SIZE * 9 // 8, crop_size=IMAGE_SIZE,
-    synthetic_train_size=TRAIN_SIZE, synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE,
+    Synthetic(image_size=IMAGE_SIZE, train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE),
+    batch_size=BATCH_SIZE, num_workers=0, resize_size=IMAGE_SIZE * 9 // 8, crop_size=IMAGE_SIZE,
 )
 settings = dict(num_classes=8, backbone="resnet18", pretrained=False, optimizer="adam", lr=1e-3,
                 head_lr_multiplier=1.0, weight_decay=1e-4, head="cam", ram_start_epoch=0)
@@ -175,7 +174,7 @@ figure = Figure(figsize=(10, 2.8))
 axes = figure.subplots(1, 4)
 cell = IMAGE_SIZE / width
 seed_xy = ((seed % width + 0.5) * cell, (seed // width + 0.5) * cell)
-axes[0].imshow(denormalize(sample["image"]))
+axes[0].imshow(to_rgb_uint8(sample["image"]))
 axes[0].plot(*seed_xy, "c+", markersize=14, markeredgewidth=2)
 axes[0].set_title(f"test image {SEED_IMAGE}, class {label}; seed +", fontsize=8)
 panels = [("GT-class CAM", cam.cpu().numpy()), ("first-order SC, seed column", correlations["first_order"]),

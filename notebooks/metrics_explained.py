@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 
 from wsol_lightning.callbacks.cam_visualizer import GT_COLOUR, PRED_COLOUR, draw_boxes, overlay_cam
 from wsol_lightning.callbacks.wandb_report import best_iou
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopOneLoc
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopKLoc
 from wsol_lightning.cam import cam_to_boxes
 from wsol_lightning.plots import box_accuracy_curve_figure, save_figure
 
@@ -95,7 +95,7 @@ figure
 # %%
 max_box_acc = MaxBoxAccV2(iou_thresholds=(30, 50, 70), cam_curve_interval=CAM_CURVE_INTERVAL)
 gt_known = GTKnownLoc(cam_curve_interval=CAM_CURVE_INTERVAL)
-top1_loc = TopOneLoc(cam_curve_interval=CAM_CURVE_INTERVAL)
+top1_loc = TopKLoc(cam_curve_interval=CAM_CURVE_INTERVAL)
 max_box_acc.update(cams, boxes)
 gt_known.update(cams, boxes)
 top1_loc.update(cams, boxes, top1_correct)

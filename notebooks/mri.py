@@ -24,7 +24,7 @@
 # it classifies what two slices share with their common labels and what one has alone with its
 # unique ones (on a tumour / healthy pair: the tumour).
 #
-# The built-in `synthetic_mri` set knows where the skull is (a bright ring, the brightest structure
+# The built-in `SyntheticMRI` set knows where the skull is (a bright ring, the brightest structure
 # of every slice), so the effect is measured: **skull share** = the share of the tumour-class map's
 # mass (min-max normalized at the image size, as the evaluation does) on the skull ring, averaged
 # over tumour slices (`test/skull_cam_share`) and over healthy ones
@@ -32,7 +32,7 @@
 # MaxBoxAccV2 over the tumour boxes). A map spread evenly would score the ring's area share.
 #
 # Variants (resnet18 from scratch, Adam, as `experiments/cam.yaml` / `experiments/mcis.yaml`):
-# CAM single-label, CAM multi-label (`data.mri_multilabel: true`), MCIS multi-label with its
+# CAM single-label, CAM multi-label (`data.dataset.multilabel: true`), MCIS multi-label with its
 # single-image map, and the same MCIS weights read with the co-attention map. The parameter cell
 # keeps it tiny (a few steps: the numbers are noise); BENCHMARKS.md ("MRI: skull share") has the
 # run at a real budget (`benchmarks/mri_skull_share.py`).
@@ -61,9 +61,10 @@ from IPython.display import Markdown, display
 from matplotlib.figure import Figure
 
 from wsol_lightning.ablation import AblationRun, ablation_figure, ablation_rows, fit_and_test, validate_and_test
-from wsol_lightning.callbacks.cam_visualizer import denormalize, normalize_np, overlay_cam
+from wsol_lightning.callbacks.cam_visualizer import overlay_cam, to_rgb_uint8
+from wsol_lightning.cam import normalize_cam, resize_cam
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule, collate
+from wsol_lightning.data import SyntheticMRI, WSOLDataModule, collate
 from wsol_lightning.data.datasets.mri import TUMOUR_CLASS
 from wsol_lightning.models import CAM, MCIS
 from wsol_lightning.plots import save_figure
@@ -82,9 +83,9 @@ UPSCALE = 4  # drawn slices are upscaled (nearest) so the contours stay visible
 # %%
 def mri_data(multilabel: bool, paired: bool = False) -> WSOLDataModule:
     return WSOLDataModule(
-        dataset="synthetic_mri", synthetic_image_size=IMAGE_SIZE, resize_size=IMAGE_SIZE + IMAGE_SIZE // 8,
-        crop_size=IMAGE_SIZE, batch_size=BATCH_SIZE, num_workers=0, synthetic_train_size=TRAIN_SIZE,
-        synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE, mri_multilabel=multilabel,
+        SyntheticMRI(image_size=IMAGE_SIZE, train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE,
+                     multilabel=multilabel),
+        resize_size=IMAGE_SIZE + IMAGE_SIZE // 8, crop_size=IMAGE_SIZE, batch_size=BATCH_SIZE, num_workers=0,
         pair_sampling=paired, different_class_pairs=BATCH_SIZE // 8 if paired else 0,
     )
 
@@ -104,18 +105,18 @@ def draw(picture: np.ndarray, skull: np.ndarray, tumour: np.ndarray) -> np.ndarr
 
 test_split = mri_data(multilabel=False).get_dataset("test")
 test_batch = collate([test_split[i] for i in range(len(test_split))])
-has_tumour = test_batch["label"] == TUMOUR_CLASS
+has_tumour = test_batch.label == TUMOUR_CLASS
 first_tumour = has_tumour.nonzero().flatten()[: NUM_SLICES // 2]
 first_healthy = (~has_tumour).nonzero().flatten()[: NUM_SLICES - NUM_SLICES // 2]
 shown = torch.cat([first_tumour, first_healthy]).tolist()
-skull_area = 100.0 * test_batch["skull_mask"].flatten(1).float().mean(dim=1).mean().item()
+skull_area = 100.0 * test_batch.skull_mask.flatten(1).float().mean(dim=1).mean().item()
 print(f"test slices: {len(test_split)} ({int(has_tumour.sum())} with a tumour); "
       f"the skull ring covers {skull_area:.1f}% of a slice on average (a uniform map's skull share)")
 
 figure = Figure(figsize=(2.2 * len(shown), 2.5))
 for ax, index in zip(figure.subplots(1, len(shown)), shown):
-    ax.imshow(draw(denormalize(test_batch["image"][index]), test_batch["skull_mask"][index].numpy(),
-                   test_batch["mask"][index].numpy()))
+    ax.imshow(draw(to_rgb_uint8(test_batch.image[index]), test_batch.skull_mask[index].numpy(),
+                   test_batch.mask[index].numpy()))
     ax.set_title("tumour" if has_tumour[index] else "no tumour", fontsize=8)
     ax.axis("off")
 figure.tight_layout()
@@ -124,17 +125,18 @@ figure
 
 # %% [markdown]
 # ## Train and test the variants
-# `mri_multilabel` turns the targets into multi-hot `{head, tumour}` (`multi_hot = [1, tumour]`;
-# `label` stays 1 iff tumour): the models train with the multilabel soft margin loss and report
-# `cls_exact_match` instead of `cls_top1`. MCIS takes pairs (`pair_sampling`; a quarter of them a
-# tumour and a healthy slice, whose unique label is the tumour) with the flip self-pair only, as in
-# the BENCHMARKS.md run. Every variant starts from the same seed, chooses its CAM threshold on
-# the validation split and is tested (`wsol_lightning.ablation.fit_and_test`).
+# `data.dataset.multilabel` turns the targets into multi-hot `{head, tumour}`
+# (`multi_hot = [1, tumour]`; `label` stays 1 iff tumour): the models train with the multilabel
+# soft margin loss and report `cls_exact_match` instead of `cls_top1`. MCIS takes pairs
+# (`pair_sampling`; a quarter of them a tumour and a healthy slice, whose unique label is the
+# tumour) with the flip self-pair only, as in the BENCHMARKS.md run. Every variant starts from the
+# same seed, chooses its CAM threshold on the validation split and is tested
+# (`wsol_lightning.ablation.fit_and_test`).
 
 # %%
 settings = dict(num_classes=2, backbone="resnet18", pretrained=False, optimizer="adam", lr=1e-3,
                 head_lr_multiplier=1.0, weight_decay=1e-4)
-mcis_settings = dict(num_extra_convs=3, width=MCIS_WIDTH, label_loss="mlsm", contrastive_start_epoch=1,
+mcis_settings = dict(num_extra_convs=3, head_width=MCIS_WIDTH, label_loss="mlsm", contrastive_start_epoch=1,
                      self_pair_flip=True, self_pair_scales=(), **settings)
 single_data, multi_data, paired_data = mri_data(False), mri_data(True), mri_data(True, paired=True)
 runs = {
@@ -204,20 +206,22 @@ localization
 # %%
 def tumour_maps(model: torch.nn.Module, indices: list[int]) -> np.ndarray:
     """Normalized tumour-class maps ``[N, H, W]`` of the test slices ``indices`` (one batch)."""
-    images = test_batch["image"][indices].to(model.device)
+    images = test_batch.image[indices].to(model.device)
     classes = torch.full((len(indices),), TUMOUR_CLASS, device=model.device)
-    _, maps = model.evaluation_maps({"image": images, "label": classes})
-    return np.stack([normalize_np(m) for m in maps])
+    with torch.no_grad():
+        maps = model.model.localize(images, classes).maps
+    maps = resize_cam(maps.float().cpu().numpy().astype(np.float64), tuple(images.shape[-2:]))
+    return np.stack([normalize_cam(m) for m in maps])
 
 
 figure = Figure(figsize=(2.2 * len(shown), 2.4 * len(runs)))
 axes = figure.subplots(len(runs), len(shown), squeeze=False)
 for row, name in enumerate(runs):
     for ax, index, cam in zip(axes[row], shown, tumour_maps(runs[name].model, shown)):
-        skull = test_batch["skull_mask"][index].numpy()
+        skull = test_batch.skull_mask[index].numpy()
         share = 100.0 * (cam * skull).sum() / cam.sum() if cam.sum() > 0 else 100.0 * skull.mean()
-        picture = overlay_cam(denormalize(test_batch["image"][index]), cam)
-        ax.imshow(draw(picture, skull, test_batch["mask"][index].numpy()))
+        picture = overlay_cam(to_rgb_uint8(test_batch.image[index]), cam)
+        ax.imshow(draw(picture, skull, test_batch.mask[index].numpy()))
         kind = "tumour" if has_tumour[index] else "no tumour"
         ax.set_title(f"{name}\n{kind}, skull {share:.0f}%", fontsize=7)
         ax.axis("off")

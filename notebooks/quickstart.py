@@ -39,7 +39,7 @@ from IPython.display import display
 from matplotlib.figure import Figure
 
 from wsol_lightning.callbacks import CAMVisualizer
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.models import ACoL, CAM
 from wsol_lightning.plots import box_accuracy_curve_figure, save_figure
 
@@ -55,13 +55,13 @@ output.mkdir(parents=True, exist_ok=True)
 # %%
 def datamodule() -> WSOLDataModule:
     return WSOLDataModule(
-        dataset="synthetic", batch_size=BATCH_SIZE, num_workers=0,
-        synthetic_train_size=TRAIN_SIZE, synthetic_val_size=EVAL_SIZE, synthetic_test_size=EVAL_SIZE,
+        Synthetic(train_size=TRAIN_SIZE, val_size=EVAL_SIZE, test_size=EVAL_SIZE),
+        batch_size=BATCH_SIZE, num_workers=0,
     )
 
 
 settings = dict(backbone="resnet18", pretrained=False, optimizer="adam", lr=1e-3, head_lr_multiplier=1.0)
-models = {"CAM": CAM(num_classes=8, **settings), "ACoL": ACoL(num_classes=8, erase_threshold=0.6, **settings)}
+models = {"CAM": CAM(num_classes=8, **settings), "ACoL": ACoL(num_classes=8, foreground_threshold=0.6, **settings)}
 
 # %% [markdown]
 # ## Train and test

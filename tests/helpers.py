@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 TINY_DATA = [
-    "--data.synthetic_train_size", "32",
-    "--data.synthetic_val_size", "16",
-    "--data.synthetic_test_size", "16",
+    "--data.dataset.train_size", "32",
+    "--data.dataset.val_size", "16",
+    "--data.dataset.test_size", "16",
     "--data.batch_size", "8",
     "--data.num_workers", "0",
 ]
@@ -26,3 +26,23 @@ def tiny_cli_args(config: str, root: str, *extra: str) -> list[str]:
         *TINY_DATA,
         *extra,
     ]
+
+
+def make_batch(image, label, **fields):
+    """A :class:`~wsol_lightning.data.batch.WSOLBatch` of ``image [B, 3, H, W]`` and ``label [B]``.
+
+    Boxes default to none per image; ``fields`` sets any other attribute (``boxes``/``num_boxes``,
+    ``mask``, ``multi_hot``, ``attributes``, ...).
+    """
+    import torch
+
+    from wsol_lightning.data.batch import WSOLBatch
+
+    size = image.shape[0]
+    defaults = {
+        "boxes": torch.full((size, 1, 4), -1, dtype=torch.long),
+        "num_boxes": torch.zeros(size, dtype=torch.long),
+        "image_id": [str(i) for i in range(size)],
+        "orig_size": torch.tensor([list(image.shape[-2:])] * size),
+    }
+    return WSOLBatch(image=image, label=label, **{**defaults, **fields})

@@ -11,10 +11,14 @@ import pytorch_lightning as pl
 import torch
 
 from wsol_lightning.ablation import (
-    ABLATION_COLUMNS, AblationRun, ablation_figure, ablation_rows, fit_and_test,
+    ABLATION_COLUMNS,
+    AblationRun,
+    ablation_figure,
+    ablation_rows,
+    fit_and_test,
 )
 from wsol_lightning.compare import markdown_table
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.models import CAM
 
 
@@ -31,9 +35,8 @@ class CountingCAM(CAM):
 
 
 def test_fit_and_test_trains_the_asked_steps_then_picks_the_threshold_on_val() -> None:
-    data = WSOLDataModule(dataset="synthetic", batch_size=2, num_workers=0, synthetic_image_size=32,
-                          resize_size=36, crop_size=32, synthetic_train_size=4, synthetic_val_size=4,
-                          synthetic_test_size=4)
+    data = WSOLDataModule(Synthetic(image_size=32, train_size=4, val_size=4, test_size=4), batch_size=2,
+                          num_workers=0, resize_size=36, crop_size=32)
     drawn: list[float] = []
 
     def build() -> CountingCAM:

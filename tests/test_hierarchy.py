@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wsol_lightning.data.synthetic import SyntheticWSOL
+from wsol_lightning.data.datasets.synthetic import SyntheticGenerator
 from wsol_lightning.hierarchy import ClassHierarchy, HierarchyError, load_hierarchy, shipped_hierarchies
 
 SHARED_CUB = (
@@ -67,7 +67,7 @@ def test_shipped_ilsvrc_has_1000_synsets_in_sorted_wnid_order() -> None:
 def test_synthetic_hierarchy_follows_the_generator(num_classes: int, num_coarse: int) -> None:
     name = "synthetic" if (num_classes, num_coarse) == (8, 4) else f"synthetic:{num_classes}:{num_coarse}"
     hierarchy = load_hierarchy(name)
-    generator = SyntheticWSOL(num_classes=num_classes, num_coarse=num_coarse)
+    generator = SyntheticGenerator(num_classes=num_classes, num_coarse=num_coarse)
     assert hierarchy.ancestor_table()[0] == generator.coarse_labels
     assert hierarchy.level_sizes == (num_coarse, num_classes)
 

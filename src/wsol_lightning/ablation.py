@@ -2,9 +2,10 @@
 
 Shared by the ablation notebooks (``notebooks/ablation_*.py``). One run is exactly the evaluation
 the CLI does: ``fit`` for ``train_steps`` optimizer steps, ``validate`` once (the GT-known optimum
-becomes the model's ``cam_threshold``, used by Top-1 Loc's box and the part-focus diagnostics),
-then ``test``. Every run starts from the same seed, so configurations whose parameters have the same
-shapes start from the same weights and see the same batches.
+becomes the model's ``cam_threshold``, used at test by the ``*_at_val_threshold`` metrics and the
+part-focus diagnostics, and by the CAM visualizer's box), then ``test``. Every run starts from the
+same seed, so configurations whose parameters have the same shapes start from the same weights and
+see the same batches.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any, Optional
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from pytorch_lightning import Trainer  # noqa: E402
-from pytorch_lightning.cli import LightningCLI, LightningArgumentParser  # noqa: E402
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from pytorch_lightning.loggers import WandbLogger  # noqa: E402
 
 from wsol_lightning import __version__  # noqa: E402

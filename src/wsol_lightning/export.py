@@ -1,19 +1,22 @@
 """``wsol export``: a checkpoint as a TorchScript or ONNX model returning logits and class maps.
 
-The exported model's ``forward(images)`` takes normalized images ``[B, 3, S, S]`` (ImageNet mean/std,
-``S`` the checkpoint's ``data.crop_size`` unless ``--image_size`` says otherwise) and returns
+The exported model's ``forward(images)`` takes RGB images in ``[0, 1]``, ``[B, 3, S, S]`` (``S`` the
+checkpoint's ``data.crop_size`` unless ``--image_size`` says otherwise; read the image as RGB,
+resize it to ``S`` x ``S``, divide by 255: the model normalizes with its backbone's own constants)
+and returns
 
 * ``logits`` ``[B, C]``: exactly the classification of ``predict``;
 * ``class_maps`` ``[B, C, h, w]``: the raw localization map of every class (not resized, not
   normalized: resize to ``S`` with bicubic interpolation, min-max normalize, then threshold, as
-  :class:`~wsol_lightning.callbacks.WSOLPredictionWriter` does).
+  :mod:`wsol_lightning.cam` and :class:`~wsol_lightning.callbacks.WSOLPredictionWriter` do).
 
-Methods whose map is the plain CAM (CAM, ADL, ICL) compute every class's map in one pass. The
-others (ACoL's fused branches, SPA's SCG, DANet's hierarchy fusion, I2C, MCIS's single map) read
-each class's map with the method's own ``localization_maps`` on the batch repeated once per class,
-so the exported maps equal the method's maps exactly at ``C`` times the cost. MCIS with
-``localization_map: coattention`` and SPA with ``scg_cross_image: true`` are refused: their maps
-depend on the other images of the batch.
+The exported forward is the network's
+:meth:`~wsol_lightning.models.components.LocalizationNetwork.localize_all_classes`: networks whose
+every class map comes out of one pass (CAM, ADL, ICL, HaS, CutMix, SPG, I2C, DANet, MCIS's
+single map, SPA without SCG) export it; the others (ACoL's class-driven erasing, SPA's SCG, MCIS's
+co-attention with self-pairs only) run their own ``localize`` on the batch repeated once per class,
+exact at ``C`` times the cost. A network whose maps depend on the other images of the batch
+(``maps_depend_on_batch``: MCIS co-attention with test partners, cross-image SCG) is refused.
 
 ONNX export needs ``pip install onnx`` (and ``onnxruntime`` to run the file); it uses the
 TorchScript-based exporter with a dynamic batch dimension. TorchScript export is a trace.
@@ -39,45 +42,28 @@ DEFAULT_IMAGE_SIZE = 224
 
 
 class ExportableWSOL(nn.Module):
-    """A :class:`WSOLModule` as ``forward(images) -> (logits [B, C], class_maps [B, C, h, w])``.
+    """A method's network as ``forward(images) -> (logits [B, C], class_maps [B, C, h, w])``.
 
     Args:
-        module: the LightningModule (put in eval mode).
+        module: the LightningModule (its network is put in eval mode).
 
     Raises:
-        ValueError: the method's maps depend on the other images of the batch (MCIS co-attention,
-            cross-image SPA).
+        ValueError: the network's maps depend on the other images of the batch.
     """
 
     def __init__(self, module: WSOLModule) -> None:
         super().__init__()
-        if module.hparams.get("localization_map") == "coattention":
+        network = module.model
+        if network.maps_depend_on_batch:
             raise ValueError(
-                "model.init_args.localization_map='coattention' depends on the other images of a batch and "
-                "cannot be exported; export with localization_map: single"
+                f"{type(module).__name__}'s maps depend on the other images of a batch with this checkpoint's "
+                "settings, so a model of one image cannot reproduce them (see the method's README for the "
+                "setting that removes the dependence, e.g. MCIS num_test_partners: 0, SPA scg_cross_image: false)"
             )
-        if module.hparams.get("scg_cross_image"):
-            raise ValueError(
-                "model.init_args.scg_cross_image=true depends on the other images of a batch and cannot be "
-                "exported; export with scg_cross_image: false"
-            )
-        self.module = module.eval()
-        self.num_classes = int(module.num_classes)
-        method = type(module)
-        self.plain_cam = (
-            method.localization_maps is WSOLModule.localization_maps and method.forward is WSOLModule.forward
-        )
+        self.network = network.eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.plain_cam:
-            out = self.module.model(images)
-            return out.logits, self.module.model.class_maps(out.features)
-        logits = self.module(images)
-        batch_size = images.shape[0]
-        repeated = images.repeat_interleave(self.num_classes, dim=0)
-        classes = torch.arange(self.num_classes, device=images.device).repeat(batch_size)
-        _, maps = self.module.localization_maps(repeated, classes)
-        return logits, maps.reshape(batch_size, self.num_classes, *maps.shape[-2:])
+        return self.network.localize_all_classes(images)
 
 
 def trace(wrapper: ExportableWSOL, example: torch.Tensor) -> torch.jit.ScriptModule:

@@ -49,7 +49,7 @@ def test_predict_returns_classes_and_maps(trained_checkpoint: Path, tmp_path: Pa
 
 
 def test_num_classes_is_linked_from_the_datamodule(tmp_path: Path) -> None:
-    cli = run_cli(["fit", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--data.synthetic_num_classes", "5",
+    cli = run_cli(["fit", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--data.dataset.num_classes", "5",
                 "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0"])
     assert cli.model.num_classes == 5 and cli.model.model.classifier.fc.out_features == 5
 
@@ -78,7 +78,7 @@ def test_wrong_config_key_is_reported_by_name() -> None:
 
 def test_missing_dataset_root_is_one_clear_message(tmp_path: Path) -> None:
     missing = tmp_path / "CUB_200_2011"
-    result = run_module("fit", "--config", CAM_CONFIG, "--data.dataset", "cub", "--data.root", str(missing))
+    result = run_module("fit", "--config", CAM_CONFIG, "--data.dataset", "CUB", "--data.dataset.root", str(missing))
     assert result.returncode == 2
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsol_lightning.cli import main, run_cli
+from wsol_lightning.cli import main
 from wsol_lightning.compare import wandb_record_payloads
 
 

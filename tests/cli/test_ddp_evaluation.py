@@ -23,7 +23,7 @@ def run_test(tmp_path: Path, ckpt: Path, devices: int) -> dict[str, float]:
     out = tmp_path / f"devices{devices}"
     args = [
         "test", *tiny_cli_args("experiments/cam.yaml", str(out)),
-        "--data.synthetic_test_size", "15", "--data.batch_size", "4", "--data.eval_batch_size", "1",
+        "--data.dataset.test_size", "15", "--data.batch_size", "4", "--data.eval_batch_size", "1",
         "--trainer.accelerator", "cpu", "--trainer.devices", str(devices),
         "--trainer.strategy", "ddp" if devices > 1 else "auto",
         "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(out),

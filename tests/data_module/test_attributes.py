@@ -1,4 +1,4 @@
-"""Per-image attributes of the synthetic set and ``data.load_attributes`` in the batches."""
+"""Per-image attributes of the synthetic set and ``Synthetic(attributes=True)`` in the batches."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import colorsys
 
 import numpy as np
 import pytest
+from jsonargparse import ArgumentError, ArgumentParser
 
-from wsol_lightning.data import WSOLDataModule
-from wsol_lightning.data.synthetic import ATTRIBUTE_NAMES, HUE_FAMILY_NAMES, PART_COLOUR_NAMES, SyntheticWSOL
+from wsol_lightning.data import ILSVRC, Synthetic, WSOLDataModule
+from wsol_lightning.data.datasets.synthetic import (
+    ATTRIBUTE_NAMES,
+    HUE_FAMILY_NAMES,
+    PART_COLOUR_NAMES,
+    SyntheticGenerator,
+)
 
 
 def names_of(attributes: np.ndarray) -> set[str]:
@@ -16,7 +22,7 @@ def names_of(attributes: np.ndarray) -> set[str]:
 
 
 def test_attributes_by_hand() -> None:
-    generator = SyntheticWSOL("train", 4, num_classes=16)
+    generator = SyntheticGenerator("train", 4, num_classes=16)
     # class 0: white/black part, horizontal stripes; hues 0.02 (red) and 0.49 (cyan); two objects
     assert names_of(generator.attributes_of(0, [0.02, 0.49])) == {
         "part_has_white", "part_has_black", "body_hue_red", "body_hue_cyan", "two_objects"
@@ -29,7 +35,7 @@ def test_attributes_by_hand() -> None:
 
 
 def test_generated_attributes_match_the_drawn_image() -> None:
-    generator = SyntheticWSOL("val", 30, num_classes=16, two_object_prob=0.3)
+    generator = SyntheticGenerator("val", 30, num_classes=16, two_object_prob=0.3)
     checked = 0
     for i in range(len(generator)):
         sample = generator[i]
@@ -51,27 +57,35 @@ def test_generated_attributes_match_the_drawn_image() -> None:
     assert checked >= 10
 
 
-def datamodule(**kwargs: object) -> WSOLDataModule:
-    sizes = {"synthetic_train_size": 8, "synthetic_val_size": 4, "synthetic_test_size": 4}
-    return WSOLDataModule(batch_size=4, num_workers=0, **sizes, **kwargs)
+def datamodule(attributes: bool = False, **kwargs: object) -> WSOLDataModule:
+    spec = Synthetic(train_size=8, val_size=4, test_size=4, attributes=attributes)
+    return WSOLDataModule(dataset=spec, batch_size=4, num_workers=0, **kwargs)
 
 
-def test_load_attributes_adds_them_to_training_batches_only() -> None:
-    dm = datamodule(load_attributes=True, pair_sampling=True)
+def test_attributes_reach_training_batches_only() -> None:
+    dm = datamodule(attributes=True, pair_sampling=True)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["attributes"].shape == (4, len(ATTRIBUTE_NAMES)) == (4, dm.num_attributes)
-    assert batch["attributes"].dtype.is_floating_point
+    assert batch.attributes.shape == (4, len(ATTRIBUTE_NAMES)) == (4, dm.num_attributes)
+    assert batch.attributes.dtype.is_floating_point
     train = dm.get_dataset("train")
-    for row, image_id in enumerate(batch["image_id"]):
+    for row, image_id in enumerate(batch.image_id):
         index = int(image_id.rsplit("/", 1)[1])
-        assert batch["attributes"][row].tolist() == train.generator[index].attributes.tolist()
-    assert "attributes" not in next(iter(dm.val_dataloader()))
+        assert batch.attributes[row].tolist() == train.generator[index].attributes.tolist()
+    assert next(iter(dm.val_dataloader())).attributes is None
     plain = datamodule()
     plain.setup("fit")
-    assert "attributes" not in next(iter(plain.train_dataloader())) and plain.num_attributes == 0
+    assert next(iter(plain.train_dataloader())).attributes is None and plain.num_attributes == 0
 
 
-def test_load_attributes_on_a_dataset_without_attributes_names_the_key() -> None:
-    with pytest.raises(ValueError, match="data.load_attributes: true needs dataset synthetic or cub"):
-        datamodule(dataset="ilsvrc", load_attributes=True)
+def test_attributes_on_a_dataset_without_attributes_names_the_key(tmp_path) -> None:
+    """Only Synthetic and CUB take ``attributes``: elsewhere the key is refused, naming it."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attributes'"):
+        ILSVRC(root=str(tmp_path), attributes=True)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(WSOLDataModule, "data")
+    args = ["--data.dataset", "ILSVRC", "--data.dataset.root", str(tmp_path)]
+    args += ["--data.dataset.attributes", "true"]
+    with pytest.raises(ArgumentError, match="attributes"):
+        parser.parse_args(args)
+    assert parser.parse_args(args[:4]).data.dataset.init_args.root == str(tmp_path)

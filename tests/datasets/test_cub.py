@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data import CUB
+from wsol_lightning.data.datasets.cub import build_cub
 from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
 
 
 def cub(root, split, **kw):
-    return build_real_dataset("cub", str(root), split, 16, 16, seed=0, cache_dir=str(root) + "_cache", **kw)
+    return CUB(root=str(root), cache_dir=str(root) + "_cache", **kw).build(split, 16, 16, seed=0)
 
 
 def test_metadata_layout_loads_and_reports_it(cub_metadata_root: Path, caplog) -> None:
@@ -26,11 +28,35 @@ def test_metadata_layout_loads_and_reports_it(cub_metadata_root: Path, caplog) -
     assert raw.image.shape == (24, 36, 3) and raw.image.dtype == np.uint8 and raw.label == 1
     assert raw.boxes.tolist() == [[1, 1, 10, 10], [20, 5, 30, 20]]  # both boxes kept
     assert raw.image_id == "002.Auklet/44272303765.jpg"
+    assert val.provided_fields == frozenset({"boxes"})
+
+
+def test_spec_builds_what_the_module_reader_builds(cub_metadata_root: Path) -> None:
+    spec = CUB(root=str(cub_metadata_root), cache_dir=str(cub_metadata_root) + "_cache")
+    assert spec.name == "cub" and not spec.multilabel and not spec.attributes
+    assert spec.describe() == {
+        "class_path": "wsol_lightning.data.datasets.cub.CUB",
+        "init_args": {
+            "root": str(cub_metadata_root),
+            "metadata_dir": None,
+            "cache_dir": str(cub_metadata_root) + "_cache",
+            "num_val_sample_per_class": 0,
+            "attributes": False,
+        },
+    }
+    for split in ("train", "val", "test"):
+        from_spec = spec.build(split, 16, 16, seed=0)
+        direct = build_cub(CUB(str(cub_metadata_root), cache_dir=spec.cache_dir), split, 16, 16, 0)
+        assert list(from_spec.index.image_paths) == list(direct.index.image_paths)
+        assert from_spec.index.labels.tolist() == direct.index.labels.tolist()
 
 
 def test_eval_boxes_use_the_reference_floor_rule(cub_metadata_root: Path) -> None:
     sample = cub(cub_metadata_root, "val")[0]  # 40x30 image, box (10, 5, 39, 29), evaluated at 16x16
     assert sample["image"].shape == (3, 16, 16)
+    # RGB in [0, 1], not normalized: the bright left quarter (250) stays 250 / 255
+    assert 0.0 <= float(sample["image"].min()) and float(sample["image"].max()) <= 1.0
+    assert torch.allclose(sample["image"][:, 8, 0], torch.full((3,), 250 / 255), atol=3 / 255)
     assert sample["boxes"].tolist() == [
         [10 * 16 // 40, 5 * 16 // 30, 39 * 16 // 40, 29 * 16 // 30]
     ]  # [4, 2, 15, 15]

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data import CUB, ILSVRC, MRI, OpenImages, WSOLDataModule
+from wsol_lightning.data.datasets.cub import build_cub
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 NAMES = ["has_bill_shape::dagger", "has_wing_color::blue", "has_crown_color::red"]
 
 
 def cub(root: Path, split: str) -> object:
-    return build_real_dataset(
-        "cub", str(root), split, 16, 16, seed=0, cache_dir=str(root) + "_cache", load_attributes=True
-    )
+    """The reader with attributes on every split (the spec asks for them on ``train`` only)."""
+    return build_cub(CUB(str(root), cache_dir=str(root) + "_cache"), split, 16, 16, seed=0, load_attributes=True)
 
 
 def present(key: int, attribute: int) -> int:
@@ -111,9 +111,26 @@ def test_missing_attribute_files_list_where_they_were_looked_for(cub_original_ro
         cub(cub_original_root, "train")
     message = str(err.value)
     assert str(cub_original_root / "attributes" / "image_attribute_labels.txt") in message
-    assert "load_attributes: false" in message
+    assert "attributes: false" in message  # how to turn it off
 
 
-def test_other_datasets_refuse_load_attributes(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="load_attributes: dataset 'ilsvrc' has no per-image attributes"):
-        build_real_dataset("ilsvrc", str(tmp_path), "train", 16, 16, seed=0, load_attributes=True)
+def test_spec_attributes_reach_the_train_split_only(cub_original_root: Path) -> None:
+    write_attributes(cub_original_root, range(1, 17))
+    spec = CUB(root=str(cub_original_root), cache_dir=str(cub_original_root) + "_cache", attributes=True)
+    assert spec.attributes and spec.describe()["init_args"]["attributes"] is True
+    train = spec.build("train", 16, 16, seed=0)
+    assert train.num_attributes == 3 and train[0]["attributes"].tolist() == train.attributes[0].tolist()
+    test = spec.build("test", 16, 16, seed=0)
+    assert test.num_attributes == 0 and test.attributes is None and "attributes" not in test[0]
+    plain = CUB(root=str(cub_original_root), cache_dir=str(cub_original_root) + "_cache")
+    assert not plain.attributes and plain.build("train", 16, 16, seed=0).num_attributes == 0
+
+
+@pytest.mark.parametrize("spec", [ILSVRC, OpenImages, MRI])
+def test_other_datasets_refuse_attributes(tmp_path: Path, spec: type) -> None:
+    """Only CUB and Synthetic have per-image attributes: the others have no such option."""
+    assert spec(root=str(tmp_path)).attributes is False
+    assert "attributes" not in spec(root=str(tmp_path)).options()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'attributes'"):
+        spec(root=str(tmp_path), attributes=True)
+    assert WSOLDataModule(dataset=spec(root=str(tmp_path)), num_workers=0).num_attributes == 0

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data import ILSVRC
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 WNIDS = ["n01440764", "n01443537"]
 
 
 def ilsvrc(root, split, **kw):
-    return build_real_dataset(
-        "ilsvrc", str(root), split, 16, 16, seed=0, cache_dir=str(root) + "_cache", **kw
-    )
+    return ILSVRC(root=str(root), cache_dir=str(root) + "_cache", **kw).build(split, 16, 16, seed=0)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, StringTable
 from wsol_lightning.data.datasets.metadata import parse_split
+from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, StringTable
 from wsol_lightning.data.errors import MetadataError
 
 REAL_CUB = Path(__file__).resolve().parents[1] / "data" / "wsolevaluation_cub"

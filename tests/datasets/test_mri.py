@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data import MRI
 from wsol_lightning.data.datasets.mri import patient_split
 from wsol_lightning.data.errors import DatasetNotFoundError, EmptyTumourMaskError
 
 
 def mri(root, split, **kw):
-    return build_real_dataset("mri", str(root), split, 16, 16, seed=0, cache_dir=str(root) + "_cache", **kw)
+    return MRI(root=str(root), cache_dir=str(root) + "_cache", **kw).build(split, 16, 16, seed=0)
 
 
 def _slice(path: Path, mask_rects, size=24, suffix=".tif", dtype=np.uint8, rgb=True) -> None:
@@ -47,7 +47,7 @@ def lgg_root(tmp_path: Path) -> Path:
 
 def test_lgg_layout_labels_boxes_and_masks(lgg_root: Path, caplog) -> None:
     with caplog.at_level(logging.INFO):
-        splits = {s: mri(lgg_root, s, mri_split_ratios=(0.6, 0.2, 0.2)) for s in ("train", "val", "test")}
+        splits = {s: mri(lgg_root, s, split_ratios=(0.6, 0.2, 0.2)) for s in ("train", "val", "test")}
     assert "LGG patient-folder layout" in caplog.text
     assert [len(splits[s]) for s in ("train", "val", "test")] == [9, 3, 3]
     patients = [set(splits[s].index.groups.tolist()) for s in ("train", "val", "test")]
@@ -70,7 +70,7 @@ def test_patient_split_is_seeded_and_covers_every_patient() -> None:
     assert [len(r) // 3 for r in rows] == [7, 1, 2]
     assert patient_split(groups, "test", (0.7, 0.1, 0.2), seed=3).tolist() == rows[2].tolist()
     assert patient_split(groups, "test", (0.7, 0.1, 0.2), seed=4).tolist() != rows[2].tolist()
-    with pytest.raises(ValueError, match="mri_split_ratios"):
+    with pytest.raises(ValueError, match="split_ratios"):
         patient_split(groups, "test", (0.7, 0.3), seed=0)
 
 
@@ -82,7 +82,7 @@ def test_generic_flat_png_layout_16bit_grayscale(tmp_path: Path, caplog) -> None
                 root / f"case{p}_{k}", [(4, 4, 9, 9)] if k else [], suffix=".png", dtype=np.uint16, rgb=False
             )
     with caplog.at_level(logging.INFO):
-        train = mri(root, "train", mri_split_ratios=(1.0, 0.0, 0.0))
+        train = mri(root, "train", split_ratios=(1.0, 0.0, 0.0))
     assert "generic slice-folder layout" in caplog.text
     assert len(train) == 6 and len(set(train.index.groups.tolist())) == 3  # patient = stem without _<k>
     raw = train.load(1)
@@ -134,7 +134,7 @@ def test_brats_volumes_are_sliced_axially(tmp_path: Path) -> None:
         (root / name).mkdir(parents=True)
         nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), str(root / name / f"{name}_flair.nii.gz"))
         nibabel.save(nibabel.Nifti1Image(seg, np.eye(4)), str(root / name / f"{name}_seg.nii.gz"))
-    train = mri(root, "train", mri_split_ratios=(1.0, 0.0, 0.0))
+    train = mri(root, "train", split_ratios=(1.0, 0.0, 0.0))
     assert len(train) == 9 and train.index.labels.tolist() == [0, 1, 0] * 3
     raw = train.load(1)
     assert raw.image.shape == (10, 12, 3) and raw.boxes.tolist() == [[2, 3, 4, 6]]
@@ -143,13 +143,26 @@ def test_brats_volumes_are_sliced_axially(tmp_path: Path) -> None:
 def test_multilabel_head_tumour_targets_through_the_datamodule(lgg_root: Path) -> None:
     from wsol_lightning.data import WSOLDataModule
 
-    dm = WSOLDataModule(
-        dataset="mri", root=str(lgg_root), cache_dir=str(lgg_root) + "_cache", resize_size=16, crop_size=16,
-        batch_size=3, num_workers=0, mri_split_ratios=(0.6, 0.2, 0.2), mri_multilabel=True,
-    )
+    cache = str(lgg_root) + "_cache"
+    spec = MRI(root=str(lgg_root), cache_dir=cache, split_ratios=(0.6, 0.2, 0.2), multilabel=True)
+    dm = WSOLDataModule(dataset=spec, resize_size=16, crop_size=16, batch_size=3, num_workers=0)
     assert dm.num_classes == 2 and dm.class_names() == ["head", "tumour"] and dm.multilabel
     batch = next(iter(dm.val_dataloader()))
     # one patient of 3 slices: only slice _2 has a tumour; every slice has a head
-    tumour = [image_id.endswith("_2.tif") for image_id in batch["image_id"]]
-    assert batch["label"].tolist() == [int(t) for t in tumour]
-    assert batch["multi_hot"].tolist() == [[1.0, float(t)] for t in tumour]
+    tumour = [image_id.endswith("_2.tif") for image_id in batch.image_id]
+    assert batch.label.tolist() == [int(t) for t in tumour]
+    assert batch.multi_hot.tolist() == [[1.0, float(t)] for t in tumour]
+    assert batch.num_boxes.tolist() == [2 * int(t) for t in tumour]  # no box on a tumour-free slice
+    single = WSOLDataModule(dataset=MRI(root=str(lgg_root), cache_dir=cache), num_workers=0)
+    assert not single.multilabel and single.class_names() == ["no_tumour", "tumour"]
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_mri_provides_masks_and_images_without_object(lgg_root: Path, multilabel: bool) -> None:
+    """Tumour-free slices are part of the MRI benchmark: the datamodule must say so to the evaluator."""
+    from wsol_lightning.data import WSOLDataModule
+
+    spec = MRI(root=str(lgg_root), cache_dir=str(lgg_root) + "_cache", multilabel=multilabel)
+    assert mri(lgg_root, "test").provided_fields == frozenset({"boxes", "mask", "images_without_object"})
+    dm = WSOLDataModule(dataset=spec, resize_size=16, crop_size=16, num_workers=0)
+    assert dm.provided_fields == frozenset({"boxes", "mask", "images_without_object"})

@@ -8,8 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from wsol_lightning.data.datasets import build_real_dataset
+from wsol_lightning.data import OpenImages
 from wsol_lightning.data.errors import DatasetNotFoundError
+
+
+def openimages(root: Path, split: str):
+    return OpenImages(root=str(root), cache_dir=str(root) + "_c").build(split, 16, 16, seed=0)
 
 
 def _mask(path: Path, shape, rect) -> None:
@@ -42,8 +46,9 @@ def oi_root(tmp_path: Path, write) -> Path:
 
 
 def test_mask_is_foreground_ignore_background(oi_root: Path) -> None:
-    test = build_real_dataset("openimages", str(oi_root), "test", 16, 16, 0, cache_dir=str(oi_root) + "_c")
+    test = openimages(oi_root, "test")
     assert test.num_classes == 100 and test.class_names()[7] == "01226z"
+    assert test.provided_fields == frozenset({"boxes", "mask"})
     raw = test.load(0)
     expected = np.zeros((10, 20), np.uint8)
     expected[0:10, 0:10] = 255
@@ -58,4 +63,4 @@ def test_mask_is_foreground_ignore_background(oi_root: Path) -> None:
 def test_missing_mask_file_is_named(oi_root: Path) -> None:
     (oi_root / "test" / "01226z" / "img1_m01226z_b.png").unlink()
     with pytest.raises(DatasetNotFoundError, match="img1_m01226z_b.png"):
-        build_real_dataset("openimages", str(oi_root), "test", 16, 16, 0, cache_dir=str(oi_root) + "_c")
+        openimages(oi_root, "test")

@@ -13,7 +13,7 @@ from wsol_lightning.data.transforms import apply_transform, build_transform
 
 def _run(steps, image, box):
     pipeline = A.Compose(
-        [*steps, A.Normalize()],
+        [*steps, A.ToFloat(max_value=255.0)],  # like build_transform: RGB in [0, 1], no normalization
         bbox_params=A.BboxParams(
             format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0
         ),
@@ -46,7 +46,10 @@ def test_training_pipeline_flip_matches_the_image(seed: int) -> None:
     pipeline = build_transform(True, 16, 16)
     torch.manual_seed(seed)  # the training pipeline draws its seed from torch's RNG
     out, boxes, _ = apply_transform(pipeline, True, image, np.array([[0, 0, 9, 19]]), {})
+    # RGB in [0, 1] (the network normalizes its own input): the bright column is exactly 1.0
+    assert out.dtype == torch.float32 and float(out.min()) == 0.0 and float(out.max()) == 1.0
     flipped = out[0, 8, -1] > out[0, 8, 0]
+    assert float(out[0, 8, -1 if flipped else 0]) == 1.0 and float(out[0, 8, 0 if flipped else -1]) == 0.0
     # [0, 10) x [0, 20) scaled by (0.4, 0.8) = [0, 4) x [0, 16): (0, 0, 3, 15), flipped (12, 0, 15, 15)
     assert boxes.tolist() == ([[12, 0, 15, 15]] if flipped else [[0, 0, 3, 15]])
 

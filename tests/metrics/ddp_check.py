@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics_cases import random_boxes, smooth_map  # noqa: E402
 
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopOneLoc  # noqa: E402
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc  # noqa: E402
 
 N_IMAGES = 11
 SHARDS = [range(0, 7), range(7, N_IMAGES)]  # uneven on purpose
@@ -44,8 +44,8 @@ def _metrics() -> dict[str, torch.nn.Module]:
         "maxboxacc_v2": MaxBoxAccV2(cam_curve_interval=0.001),
         "maxboxacc_v1": MaxBoxAccV2(iou_thresholds=(50,), multi_contour=False),
         "gt_known": GTKnownLoc(),
-        "top1_gt_known": TopOneLoc(),
-        "top1_own": TopOneLoc(threshold="own"),
+        "top1_gt_known": TopKLoc(),
+        "top1_own": TopKLoc(threshold="own"),
         "pxap": PxAP(),
     }
 

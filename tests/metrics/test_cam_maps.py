@@ -12,7 +12,14 @@ import pytest
 import torch
 from metrics_cases import adversarial_cases, random_cases
 
-from wsol_lightning.cam import cam_thresholds, normalize_cam, pxap_bin_edges, quantize_cam, resize_cam, threshold_cuts
+from wsol_lightning.cam import (
+    cam_thresholds,
+    normalize_cam,
+    pxap_bin_edges,
+    quantize_cam,
+    resize_cam,
+    threshold_cuts,
+)
 from wsol_lightning.cam.sweep import quantize_maps
 
 CASES = adversarial_cases() + random_cases(seed=3, count=40)

@@ -6,7 +6,7 @@ import metrics_reference as ref
 import numpy as np
 import pytest
 import torch
-from metrics_cases import Case, adversarial_cases, noise_cases, random_cases, random_boxes, smooth_map
+from metrics_cases import Case, adversarial_cases, noise_cases, random_boxes, random_cases, smooth_map
 
 from wsol_lightning.cam import cam_thresholds, threshold_hits
 

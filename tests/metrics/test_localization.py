@@ -10,7 +10,7 @@ import pytest
 import torch
 from metrics_cases import adversarial_cases, random_boxes, random_cases, smooth_map
 
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopOneLoc
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopKLoc
 
 INTERVAL = 0.01
 
@@ -101,7 +101,7 @@ def test_v2_differs_from_v1_somewhere(tables):
 def test_top_one_loc(tables, mode):
     n_images = tables["v1"].shape[0]
     correct = np.random.default_rng(4).random(n_images) < 0.6
-    metric = TopOneLoc(threshold=mode)
+    metric = TopKLoc(threshold=mode)
     _feed(metric, correct)
     index, value = ref.top_one_loc(tables["v1"][:, 0], correct, own=mode == "own")
     assert metric.compute().item() == pytest.approx(value, rel=1e-12, abs=0)
@@ -110,7 +110,7 @@ def test_top_one_loc(tables, mode):
 
 
 def test_top_one_loc_is_gt_known_when_always_correct():
-    top1 = TopOneLoc()
+    top1 = TopKLoc()
     gt_known = GTKnownLoc()
     for maps, boxes in BATCHES[:3]:
         top1.update(torch.from_numpy(maps), boxes, torch.ones(len(maps), dtype=torch.bool))
@@ -121,7 +121,7 @@ def test_top_one_loc_is_gt_known_when_always_correct():
 
 def test_top_five_through_a_wider_correct_mask():
     maps, boxes = BATCHES[0]
-    top1, top5 = TopOneLoc(), TopOneLoc()
+    top1, top5 = TopKLoc(1), TopKLoc(5)
     correct1 = np.array([True, False, False, True, False, True, False])
     correct5 = correct1 | np.array([False, True, False, False, True, False, False])
     top1.update(torch.from_numpy(maps), boxes, torch.from_numpy(correct1))
@@ -169,13 +169,13 @@ def test_several_boxes_formats_accepted():
 def test_empty_batch_is_a_no_op():
     metric = MaxBoxAccV2()
     metric.update(torch.zeros(0, 8, 8, dtype=torch.float64), [])
-    top1 = TopOneLoc()
+    top1 = TopKLoc()
     top1.update(torch.zeros(0, 8, 8), [], torch.zeros(0, dtype=torch.bool))
     assert int(metric.count) == 0 and int(metric.hits.sum()) == 0 and int(top1.count) == 0
 
 
 def test_compute_without_images_raises():
-    for metric in (MaxBoxAccV2(), GTKnownLoc(), TopOneLoc()):
+    for metric in (MaxBoxAccV2(), GTKnownLoc(), TopKLoc()):
         with warnings.catch_warnings(), pytest.raises(RuntimeError, match="at least one image"):
             warnings.simplefilter("ignore")  # torchmetrics warns about compute() before update()
             metric.compute()
@@ -201,11 +201,11 @@ def test_invalid_arguments():
     with pytest.raises(ValueError):
         MaxBoxAccV2(iou_thresholds=())
     with pytest.raises(ValueError):
-        TopOneLoc(threshold="best")
+        TopKLoc(threshold="best")
     with pytest.raises(ValueError, match="inf"):
         MaxBoxAccV2().update(torch.tensor([[[0.0, float("inf")], [1.0, 2.0]]]), [[[0, 0, 1, 1]]])
     with pytest.raises(ValueError, match="correctness"):
-        TopOneLoc().update(torch.rand(2, 8, 8), [[[0, 0, 3, 3]]] * 2, torch.ones(3, dtype=torch.bool))
+        TopKLoc().update(torch.rand(2, 8, 8), [[[0, 0, 3, 3]]] * 2, torch.ones(3, dtype=torch.bool))
     with pytest.raises(ValueError, match="pass one of"):
         MaxBoxAccV2().best_threshold()
 

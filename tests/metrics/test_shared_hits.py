@@ -8,7 +8,7 @@ import torch
 from metrics_cases import random_boxes, smooth_map
 
 from wsol_lightning.cam import threshold_hits
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopOneLoc
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopKLoc
 
 
 def _batches(seed: int) -> list[tuple[torch.Tensor, list[np.ndarray], torch.Tensor, torch.Tensor]]:
@@ -28,8 +28,8 @@ def _states(metric: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_shared_hits_give_the_states_and_values_of_separate_updates() -> None:
-    separate = [GTKnownLoc(), TopOneLoc(), TopOneLoc(threshold="own")]
-    shared = [GTKnownLoc(), TopOneLoc(), TopOneLoc(threshold="own")]
+    separate = [GTKnownLoc(), TopKLoc(), TopKLoc(threshold="own")]
+    shared = [GTKnownLoc(), TopKLoc(), TopKLoc(threshold="own")]
     for maps, boxes, correct1, correct5 in _batches(0):
         separate[0].update(maps, boxes)
         separate[1].update(maps, boxes, correct1)
@@ -49,7 +49,7 @@ def test_shared_hits_give_the_states_and_values_of_separate_updates() -> None:
 
 def test_update_from_hits_resets_the_cached_value() -> None:
     maps, boxes, _, _ = _batches(0)[0]
-    metric = TopOneLoc()
+    metric = TopKLoc()
     hits = threshold_hits(maps, boxes, metric.thresholds, (50,), False)[:, 0, :]
     assert hits.any()
     metric.update_from_hits(hits, torch.zeros(len(maps), dtype=torch.bool))
@@ -62,6 +62,6 @@ def test_update_from_hits_rejects_wrong_shapes() -> None:
     with pytest.raises(ValueError, match=r"hits must have shape \[N, 3, 100\]"):
         MaxBoxAccV2().update_from_hits(np.zeros((2, 1, 100), dtype=bool))
     with pytest.raises(ValueError, match=r"hits must have shape \[N, 100\]"):
-        TopOneLoc().update_from_hits(np.zeros((2, 1, 100), dtype=bool), np.ones(2, dtype=bool))
+        TopKLoc().update_from_hits(np.zeros((2, 1, 100), dtype=bool), np.ones(2, dtype=bool))
     with pytest.raises(ValueError, match="correctness flags"):
-        TopOneLoc().update_from_hits(np.zeros((2, 100), dtype=bool), np.ones(3, dtype=bool))
+        TopKLoc().update_from_hits(np.zeros((2, 100), dtype=bool), np.ones(3, dtype=bool))

@@ -7,12 +7,14 @@ carry their own attributes); the banks are saved to ``OUT_DIR/rank{r}.pt``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import make_batch
 
 #: per-rank (classes, centres) of the hand-checked bank update (duplicates on rank 0)
 HAND_UPDATES = {
@@ -37,14 +39,14 @@ def run(rank: int, out_dir: str, port: int) -> None:
     torch.manual_seed(0)
     model = I2C(num_classes=4, backbone="resnet18", head="cam")
     torch.manual_seed(100 + rank)  # different images and labels per rank
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([rank, rank, 3, 3])}
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([rank, rank, 3, 3]))
     model.training_losses(batch)
     model_bank = model.model.centroid_bank
     torch.manual_seed(0)
     attribute_model = I2C(
         num_classes=4, backbone="resnet18", head="cam", consistency_unit="attribute", num_attributes=3
     )
-    attribute_model.training_losses({**batch, "attributes": ATTRIBUTES[rank]})
+    attribute_model.training_losses(dataclasses.replace(batch, attributes=ATTRIBUTES[rank]))
     attribute_bank = attribute_model.model.attribute_bank
     torch.save(
         {

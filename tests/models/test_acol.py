@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 from torch import nn
 
 from wsol_lightning.models import ACoL, available_models, get_model
 from wsol_lightning.models.acol import ACoLNet, erase_mask, fused_localization_map
-from wsol_lightning.models.components import BACKBONES
+from wsol_lightning.models.components import BACKBONES, build_backbone
 
 
 class _FixedMaps(nn.Module):
@@ -25,8 +25,8 @@ class _FixedMaps(nn.Module):
         return self.maps
 
 
-def _hand_made_net(features: torch.Tensor, maps_a: torch.Tensor, erase_threshold: float = 0.6) -> ACoLNet:
-    net = ACoLNet("resnet18", num_classes=maps_a.shape[1], erase_threshold=erase_threshold)
+def _hand_made_net(features: torch.Tensor, maps_a: torch.Tensor, foreground_threshold: float = 0.6) -> ACoLNet:
+    net = ACoLNet("resnet18", num_classes=maps_a.shape[1], foreground_threshold=foreground_threshold)
     net.features = lambda images: features  # type: ignore[method-assign]
     net.classifier = _FixedMaps(maps_a)
     net.classifier_erased = _FixedMaps(torch.zeros_like(maps_a))
@@ -114,7 +114,7 @@ def test_evaluation_map_is_driven_by_the_class_passed_in() -> None:
     model = ACoL(num_classes=4, backbone="resnet18").eval()
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        logits, maps = model.localization_maps(images, torch.tensor([1, 3]))
+        logits, maps = model.model.localize(images, torch.tensor([1, 3]))[:2]
         out = model.model(images, torch.tensor([1, 3]))
         torch.testing.assert_close(logits, model(images))  # classification from A only
         fused = fused_localization_map(out.class_maps, out.class_maps_erased, out.classes)
@@ -126,7 +126,7 @@ def test_evaluation_map_is_driven_by_the_class_passed_in() -> None:
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = ACoL(num_classes=5, backbone=backbone)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     losses = model.training_losses(batch)
     assert set(losses) == {"ce_a", "ce_b"} and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
@@ -134,14 +134,14 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
     model.eval()
     with torch.no_grad():
-        logits, maps = model.localization_maps(batch["image"], batch["label"])
+        logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 5) and maps.shape == (2, 4, 4)  # stride 16: 14x14 at 224
 
 
 def test_vgg_map_resolution_pooling_and_smoothing() -> None:
     x = torch.randn(1, 3, 64, 64)
     small = ACoLNet("vgg16", 3)
-    large = ACoLNet("vgg16", 3, large_feature_map=True)  # the original ACoL VGG: 28x28 at 224
+    large = ACoLNet(build_backbone("vgg16", large_feature_map=True), 3)  # the original ACoL VGG: 28x28 at 224
     units = small.backbone.units
     assert isinstance(small.smoothing, nn.AvgPool2d) and isinstance(units["pool1"], nn.MaxPool2d)
     assert units["pool1"].kernel_size == 3 and units["conv5_inserted"].stride == 1
@@ -158,8 +158,8 @@ def test_autocast_gives_finite_losses_and_maps(dtype: torch.dtype) -> None:
     model = ACoL(num_classes=4, backbone="resnet18")
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
     with torch.autocast("cpu", dtype=dtype):
-        losses = model.training_losses({"image": x, "label": y})
-        _, maps = model.localization_maps(x, y)
+        losses = model.training_losses(make_batch(x, y))
+        _, maps = model.model.localize(x, y)[:2]
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
     assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
 
@@ -177,7 +177,7 @@ def test_bias_lr_multiplier_splits_the_groups() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"erase_threshold": 0.0}, "erase_threshold"), ({"erase_threshold": 1.5}, "erase_threshold"),
+    [({"foreground_threshold": 0.0}, "foreground_threshold"), ({"foreground_threshold": 1.5}, "foreground_threshold"),
      ({"vgg_pooling": "avg"}, "vgg_pooling"), ({"bias_lr_multiplier": 0.0}, "bias_lr_multiplier")],
 )
 def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
@@ -196,7 +196,7 @@ def test_cli_fit_then_test(tmp_path: Path) -> None:
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     args = tiny_cli_args("experiments/acol.yaml", str(tmp_path / "test"))
     cli = run_cli(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
-    assert isinstance(cli.model, ACoL) and cli.model.hparams.erase_threshold == 0.6
+    assert isinstance(cli.model, ACoL) and cli.model.hparams.foreground_threshold == 0.6
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0
 

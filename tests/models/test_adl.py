@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 from torch import nn
 
 from wsol_lightning.models import ADL, available_models, get_model
 from wsol_lightning.models.adl import DEFAULT_ADL_POSITIONS, ADLNet
 from wsol_lightning.models.cam import CAMNet
-from wsol_lightning.models.components import BACKBONES
+from wsol_lightning.models.components import BACKBONES, build_backbone
 from wsol_lightning.models.components.adl import (
     AttentionBasedDropout,
     channel_mean_attention,
@@ -108,7 +108,7 @@ def test_default_positions_and_pretrained_weight_names_unchanged() -> None:
     # ADL has no parameters: every weight keeps the name the pretrained checkpoint loads into
     assert net.state_dict().keys() == CAMNet("resnet50", 3).state_dict().keys()
     # pool4 removed with large_feature_map: the same positions
-    vgg_units = ADLNet("vgg16", 3, large_feature_map=True).backbone.unit_names
+    vgg_units = ADLNet(build_backbone("vgg16", large_feature_map=True), 3).backbone.unit_names
     assert [vgg_units[vgg_units.index(u) + 1] for u in ("pool3", "conv4", "conv5")] == [
         "pool3_inserted", "conv4_inserted", "conv5_inserted"]
 
@@ -121,13 +121,13 @@ def test_inception_neck_position_and_no_dropout() -> None:
 
 
 def test_unknown_position_is_reported_by_key() -> None:
-    with pytest.raises(ValueError, match="adl_positions.*layer9_0"):
-        ADL(num_classes=3, backbone="resnet18", adl_positions=["layer9_0"])
+    with pytest.raises(ValueError, match="backbone_units.*layer9_0"):
+        ADL(num_classes=3, backbone="resnet18", backbone_units=["layer9_0"])
 
 
 def test_eval_forward_equals_the_cam_network_with_the_same_weights() -> None:
     torch.manual_seed(0)
-    net = ADLNet("resnet18", 3, drop_rate=1.0)
+    net = ADLNet("resnet18", 3, apply_prob=1.0)
     cam = CAMNet("resnet18", 3)
     cam.load_state_dict(net.state_dict())
     x = torch.randn(2, 3, 64, 64)
@@ -140,25 +140,25 @@ def test_eval_forward_equals_the_cam_network_with_the_same_weights() -> None:
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = ADL(num_classes=5, backbone=backbone)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     loss = model.training_losses(batch)["ce"]
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.model.classifier.parameters())
     model.eval()
     with torch.no_grad():
-        logits, maps = model.localization_maps(batch["image"], batch["label"])
+        logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 5) and maps.shape == (2, 4, 4)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_gives_finite_loss_and_maps(dtype: torch.dtype) -> None:
-    model = ADL(num_classes=4, backbone="resnet18", drop_rate=0.5, draw="sample")
+    model = ADL(num_classes=4, backbone="resnet18", apply_prob=0.5, draw="sample")
     x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 3, 1, 2])
     with torch.autocast("cpu", dtype=dtype):
-        loss = model.training_losses({"image": x, "label": y})["ce"]
+        loss = model.training_losses(make_batch(x, y))["ce"]
         model.eval()
-        _, maps = model.localization_maps(x, y)
+        _, maps = model.model.localize(x, y)[:2]
     assert torch.isfinite(loss) and loss.dtype == torch.float32 and torch.isfinite(maps.float()).all()
 
 
@@ -173,6 +173,6 @@ def test_cli_fit_then_test(tmp_path: Path) -> None:
     ckpt = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     args = tiny_cli_args("experiments/adl.yaml", str(tmp_path / "test"))
     cli = run_cli(["test", *args, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"])
-    assert isinstance(cli.model, ADL) and cli.model.hparams.drop_threshold == 0.9
+    assert isinstance(cli.model, ADL) and cli.model.hparams.foreground_threshold == 0.9
     for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc"):
         assert 0.0 <= float(cli.trainer.callback_metrics[f"test/{name}"]) <= 100.0

@@ -3,11 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_batch
 
+from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models import CAM, available_models, get_model
 from wsol_lightning.models.cam import CAMNet
 from wsol_lightning.models.components import BACKBONES
-from wsol_lightning.cam import minmax_normalize
 
 
 def test_cam_equals_class_weighted_sum_of_features() -> None:
@@ -28,14 +29,14 @@ def test_cam_equals_class_weighted_sum_of_features() -> None:
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = CAM(num_classes=5, backbone=backbone)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     model.train()
     loss = model.training_losses(batch)["ce"]
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.model.classifier.parameters())
     model.eval()
-    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 5) and maps.dim() == 3 and maps.shape[0] == 2
 
 
@@ -43,8 +44,8 @@ def test_bf16_autocast_gives_finite_loss_and_maps() -> None:
     model = CAM(num_classes=4, backbone="resnet18")
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model.training_losses({"image": x, "label": y})["ce"]
-        _, maps = model.localization_maps(x, y)
+        loss = model.training_losses(make_batch(x, y))["ce"]
+        _, maps = model.model.localize(x, y)[:2]
     assert torch.isfinite(loss) and torch.isfinite(maps.float()).all()
 
 
@@ -76,11 +77,11 @@ def test_registry() -> None:
 def test_cross_entropy_is_the_only_loss() -> None:
     torch.manual_seed(0)
     model = CAM(num_classes=3, backbone="resnet18")
-    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 2])}
+    batch = make_batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     model.eval()
     losses = model.training_losses(batch)
     assert list(losses) == ["ce"]
-    torch.testing.assert_close(losses["ce"], F.cross_entropy(model(batch["image"]), batch["label"]))
+    torch.testing.assert_close(losses["ce"], F.cross_entropy(model(batch.image), batch.label))
 
 
 @pytest.mark.parametrize(("decay", "expected_lrs"), [(2, [1.0, 1.0, 0.1, 0.1, 0.01]), ([1, 4], [1.0, 0.1, 0.1, 0.1, 0.01])])

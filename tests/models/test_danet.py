@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.hierarchy import HierarchyError, load_hierarchy
@@ -96,7 +96,7 @@ def test_fused_map_by_hand_on_tiny_maps() -> None:
 
 
 def test_fused_maps_pick_the_ancestors_of_the_class() -> None:
-    net = DANetNet("resnet18", load_hierarchy("synthetic"), num_maps=2, head_widths=(8, 8)).eval()
+    net = DANetNet("resnet18", load_hierarchy("synthetic"), num_maps=2, head_width=(8, 8)).eval()
     level_maps = (torch.rand(2, 4, 2, 4, 4), torch.rand(2, 8, 2, 2, 2))
     classes = torch.tensor([5, 0])  # groups 2 and 0
     fused = net.fused_maps(level_maps, classes)
@@ -109,8 +109,8 @@ def test_head_output_shapes_per_level_and_logits_are_gap_of_the_mean_map() -> No
         "vgg16",
         load_hierarchy("synthetic:8:4").select_levels(["group", "class"]),
         num_maps=3,
-        level_units=["conv3", "conv5"],
-        head_widths=(8, 8),
+        backbone_units=["conv3", "conv5"],
+        head_width=(8, 8),
     ).eval()
     with torch.no_grad():
         out = net(torch.randn(2, 3, 64, 64))
@@ -122,7 +122,7 @@ def test_head_output_shapes_per_level_and_logits_are_gap_of_the_mean_map() -> No
 # -- LightningModule ----------------------------------------------------------------------
 def tiny_model(**kwargs: object) -> DANet:
     options = dict(
-        num_classes=8, backbone="resnet18", hierarchy="synthetic", num_maps=2, head_widths=[16, 16]
+        num_classes=8, backbone="resnet18", hierarchy="synthetic", num_maps=2, head_width=[16, 16]
     )
     options.update(kwargs)
     return DANet(**options)
@@ -130,8 +130,8 @@ def tiny_model(**kwargs: object) -> DANet:
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
-    model = DANet(num_classes=200, backbone=backbone, hierarchy="cub", num_maps=2, head_widths=[8, 8, 8])
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 199])}
+    model = DANet(num_classes=200, backbone=backbone, hierarchy="cub", num_maps=2, head_width=[8, 8, 8])
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 199]))
     model.train()
     losses = model.training_losses(batch)
     assert set(losses) == {"ce_level0", "ce_level1", "ce_level2", "cosine"}
@@ -140,13 +140,13 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
     assert [h.num_classes for h in model.model.heads] == [11, 37, 200]
     model.eval()
-    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 200) and maps.dim() == 3 and maps.shape[0] == 2
 
 
 def test_switches_hda_dda_levels_and_cosine_form() -> None:
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([3, 6])}
-    assert set(tiny_model(hda=False, num_maps=4, head_widths=[16]).training_losses(batch)) == {
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([3, 6]))
+    assert set(tiny_model(hda=False, num_maps=4, head_width=[16]).training_losses(batch)) == {
         "ce_level0",
         "cosine",
     }
@@ -154,11 +154,11 @@ def test_switches_hda_dda_levels_and_cosine_form() -> None:
     per_level = tiny_model(cosine_form="per_level", cosine_weight=1.0).training_losses(batch)["cosine"]
     assert 0.0 <= per_level.item() <= 1.0
     cub = DANet(
-        num_classes=200, hierarchy="cub", levels=["family", "species"], num_maps=2, head_widths=[8, 8]
+        num_classes=200, hierarchy="cub", levels=["family", "species"], num_maps=2, head_width=[8, 8]
     )
     assert [h.num_classes for h in cub.model.heads] == [37, 200]
     model = tiny_model(level_loss_weight=1.0, dda=False)
-    out = model.model(batch["image"])
+    out = model.model(batch.image)
     expected = F.cross_entropy(out.level_logits[0], torch.tensor([1, 3]))
     torch.testing.assert_close(model.training_losses(batch)["ce_level0"], expected)
 
@@ -166,15 +166,15 @@ def test_switches_hda_dda_levels_and_cosine_form() -> None:
 def test_bad_arguments_name_the_key() -> None:
     with pytest.raises(HierarchyError, match="but num_classes .* is 5"):
         tiny_model(num_classes=5)
-    with pytest.raises(HierarchyError, match="but level_units has 3 entries"):
-        tiny_model(level_units=["layer2_1", "layer3_1", "layer4_1"])
-    with pytest.raises(ValueError, match="level_units .* must follow the backbone order"):
-        tiny_model(level_units=["layer4_1", "layer3_1"])
+    with pytest.raises(HierarchyError, match="but backbone_units has 3 entries"):
+        tiny_model(backbone_units=["layer2_1", "layer3_1", "layer4_1"])
+    with pytest.raises(ValueError, match="backbone_units .* must follow the backbone order"):
+        tiny_model(backbone_units=["layer4_1", "layer3_1"])
     with pytest.raises(ValueError, match="cosine_form"):
         tiny_model(cosine_form="mine")
     with pytest.raises(ValueError, match="hda: false"):
         tiny_model(hda=False, levels=["group", "class"])
-    with pytest.raises(ValueError, match="head_widths must give one width per level"):
+    with pytest.raises(ValueError, match="head_width must give one width per level"):
         tiny_model(hda=False, num_maps=4)
     with pytest.raises(ValueError, match="num_selected_maps=1 of the 2 maps"):
         tiny_model(num_maps=1)
@@ -184,28 +184,28 @@ def test_consistent_level_predictions_are_ancestors_of_the_top_class() -> None:
     model = tiny_model(consistent_level_predictions=True)
     fine = torch.tensor([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 3.0, 0.6]])  # top class 6 is in group 3
     coarse = torch.tensor([[5.0, 0.0, 0.0, 0.0]])  # the coarse head alone says group 0
-    consistent = model.level_scores((coarse, fine))
+    consistent = model.configure_metrics()["level_accuracy"].level_scores((coarse, fine))
     assert consistent[0].argmax().item() == 3
     torch.testing.assert_close(consistent[0], torch.tensor([[0.1, 0.3, 0.5, 3.0]]))
-    assert tiny_model().level_scores((coarse, fine))[0].argmax().item() == 0
+    assert tiny_model().configure_metrics()["level_accuracy"].level_scores((coarse, fine))[0].argmax().item() == 0
 
 
 def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
     model = tiny_model()
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 7])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model.training_losses({"image": x, "label": y})
-        _, maps = model.localization_maps(x, y)
+        losses = model.training_losses(make_batch(x, y))
+        _, maps = model.model.localize(x, y)[:2]
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
     assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
 
 
 def test_registered_by_name() -> None:
-    assert isinstance(get_model("danet", num_classes=8, num_maps=2, head_widths=[8, 8]), DANet)
+    assert isinstance(get_model("danet", num_classes=8, num_maps=2, head_width=[8, 8]), DANet)
 
 
 def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
-    extra = ["--model.init_args.head_widths", "[16, 16]", "--model.init_args.num_maps", "2"]
+    extra = ["--model.init_args.head_width", "[16, 16]", "--model.init_args.num_maps", "2"]
     run_cli(["fit", *tiny_cli_args(CONFIG, str(tmp_path / "fit"), *extra)])
     checkpoint = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     cli = run_cli(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.models import SPG, CutMix, HaS, available_models, get_model
 from wsol_lightning.models.cam import CAMNet
@@ -39,15 +39,16 @@ def test_hide_probability_extremes_and_grid_zero() -> None:
 
 def test_has_trains_on_hidden_images_and_is_identity_at_evaluation() -> None:
     torch.manual_seed(0)
-    model = HaS(num_classes=3, backbone="resnet18", grid_size=8, hide_prob=1.0, fill=0.0)
+    model = HaS(num_classes=3, backbone="resnet18", grid_size=8, apply_prob=1.0, fill=0.0)
     images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
     model.model.eval()  # fixed BN statistics, so the two passes below are comparable
-    loss = model.training_losses({"image": images, "label": labels})["ce"]
-    expected = F.cross_entropy(model.model(torch.zeros_like(images)).logits, labels)  # all hidden
+    loss = model.training_losses(make_batch(images, labels))["ce"]
+    mean_pixel = torch.tensor(model.model.backbone.mean)[None, :, None, None]  # fill 0 = the backbone's mean
+    expected = F.cross_entropy(model.model(mean_pixel.expand_as(images)).logits, labels)  # all hidden
     torch.testing.assert_close(loss, expected)
     model.eval()
     with torch.no_grad():
-        logits, maps = model.localization_maps(images, labels)
+        logits, maps = model.model.localize(images, labels)[:2]
         out = model.model(images)
     torch.testing.assert_close(logits, out.logits)
     torch.testing.assert_close(maps, model.model.class_maps(out.features, labels))
@@ -111,11 +112,11 @@ def test_cutmix_cross_entropy_equals_the_formula_by_hand() -> None:
 
 
 def test_cutmix_training_loss_is_the_mixed_ce_of_the_step_draws() -> None:
-    model = CutMix(num_classes=4, backbone="resnet18", beta=1.0, prob=1.0)
+    model = CutMix(num_classes=4, backbone="resnet18", beta=1.0, apply_prob=1.0)
     model.model.eval()
     images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     torch.manual_seed(7)
-    loss = model.training_losses({"image": images, "label": labels})["ce"]
+    loss = model.training_losses(make_batch(images, labels))["ce"]
     torch.manual_seed(7)
     mixed = cutmix(images, labels, 1.0, 1.0, step_generator(0))
     logits = model.model(mixed.images).logits
@@ -222,7 +223,7 @@ def test_spg_map_is_the_main_class_map_and_guidance_is_off_the_map() -> None:
     net = SPGNet("resnet18", 4).eval()
     images, classes = torch.randn(2, 3, 32, 32), torch.tensor([3, 0])
     with torch.no_grad():
-        logits, maps = net.localization_maps(images, classes)
+        logits, maps = net.localize(images, classes)[:2]
         out = net(images)
     torch.testing.assert_close(maps, out.class_maps[[0, 1], [3, 0]])
     torch.testing.assert_close(logits, out.class_maps.mean(dim=(2, 3)))
@@ -232,7 +233,7 @@ def test_spg_map_is_the_main_class_map_and_guidance_is_off_the_map() -> None:
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_spg_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = SPG(num_classes=3, backbone=backbone)
-    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 2])}
+    batch = make_batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     losses = model.training_losses(batch)
     assert set(losses) == {"ce", "b2_attention", "b1_b2", "c_fused"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -242,7 +243,7 @@ def test_spg_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
     model.eval()
     with torch.no_grad():
-        logits, maps = model.localization_maps(batch["image"], batch["label"])
+        logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 3) and maps.shape == (2, 2, 2)  # stride 16: 14x14 at 224
 
 
@@ -251,9 +252,9 @@ def test_bf16_autocast_gives_finite_losses_and_maps(cls: type) -> None:
     model = cls(num_classes=4, backbone="resnet18")
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 1, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model.training_losses({"image": x, "label": y})
+        losses = model.training_losses(make_batch(x, y))
         model.eval()
-        _, maps = model.localization_maps(x, y)
+        _, maps = model.model.localize(x, y)[:2]
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
     assert torch.isfinite(maps.float()).all()
 
@@ -262,17 +263,17 @@ def test_bf16_autocast_gives_finite_losses_and_maps(cls: type) -> None:
     ("cls", "kwargs", "key"),
     [
         (HaS, {"grid_size": -1}, "grid_size"),
-        (HaS, {"hide_prob": 1.5}, "hide_prob"),
+        (HaS, {"apply_prob": 1.5}, "apply_prob"),
         (CutMix, {"beta": -0.1}, "beta"),
-        (CutMix, {"prob": 2.0}, "prob"),
+        (CutMix, {"apply_prob": 2.0}, "apply_prob"),
         (SPG, {"attention_thresholds": (0.1, 0.5)}, "attention_thresholds"),
         (SPG, {"b2_thresholds": (1.2, 0.1)}, "b2_thresholds"),
         (SPG, {"fused_thresholds": (0.7,)}, "fused_thresholds"),
         (SPG, {"fallback_ratio": -0.1}, "fallback_ratio"),
         (SPG, {"min_foreground_pixels": -1}, "min_foreground_pixels"),
         (SPG, {"guidance_weight": -1.0}, "guidance_weight"),
-        (SPG, {"guidance_units": ("layer3_1", "layer3_0")}, "guidance_units"),
-        (SPG, {"guidance_units": ("conv4", "layer3_1")}, "guidance_units"),
+        (SPG, {"backbone_units": ("layer3_1", "layer3_0")}, "backbone_units"),
+        (SPG, {"backbone_units": ("conv4", "layer3_1")}, "backbone_units"),
     ],
 )
 def test_bad_arguments_name_the_key(cls: type, kwargs: dict, key: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.models.i2c import I2C, CentroidBank
@@ -116,7 +117,7 @@ def test_losses_are_zero_for_identical_features() -> None:
     # eval: no batch statistics, so both images give the same features; raster: the same seed positions
     model = tiny_model(seed_sampling="raster").eval()
     image = torch.randn(1, 3, 32, 32)
-    batch = {"image": image.repeat(2, 1, 1, 1), "label": torch.tensor([1, 1])}
+    batch = make_batch(image.repeat(2, 1, 1, 1), torch.tensor([1, 1]))
     first = model.training_losses(batch)
     assert first["sc"].item() == 0.0 and first["gc"].item() == 0.0  # gc: class 1 not seen yet
     second = model.training_losses(batch)  # bank now holds exactly this batch's centre
@@ -126,7 +127,7 @@ def test_losses_are_zero_for_identical_features() -> None:
 
 def test_seed_gradient_reaches_the_backbone_through_the_consistency_losses() -> None:
     model = tiny_model(sc_weight=1.0, gc_weight=0.0).train()
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 2, 2])}
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([0, 0, 2, 2]))
     model.training_losses(batch)["sc"].backward()
     assert model.model.backbone.units["stem"][0].weight.grad.abs().sum() > 0
     assert model.model.head.classifier.fc.weight.grad is None  # seeds are read, not differentiated, from the CAM
@@ -136,7 +137,7 @@ def test_seed_gradient_reaches_the_backbone_through_the_consistency_losses() -> 
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     torch.manual_seed(0)
     model = I2C(num_classes=3, backbone=backbone, head="i2c", head_width=32, sc_weight=1.0, gc_weight=1.0)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([2, 2])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([2, 2]))
     model.model.centroid_bank.update(torch.tensor([2]), torch.ones(1, model.model.backbone.out_channels))
     losses = model.training_losses(batch)  # class 2 seen: the GC term is active
     assert set(losses) == {"ce", "sc", "gc"} and losses["gc"] > 0
@@ -144,24 +145,24 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     grads = [p.grad for p in model.model.backbone.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     model.eval()
-    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 3) and maps.dim() == 3 and maps.shape[0] == 2
 
 
 def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
     model = tiny_model(sc_weight=1.0, gc_weight=1.0)
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 1, 1])}
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([0, 0, 1, 1]))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.training_losses(batch)
         losses = model.training_losses(batch)
-        _, maps = model.localization_maps(batch["image"], batch["label"])
+        _, maps = model.model.localize(batch.image, batch.label)[:2]
     assert all(torch.isfinite(v) for v in losses.values()) and torch.isfinite(maps).all()
     assert model.model.centroid_bank.centroids.dtype == torch.float32
 
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"seed_threshold": 1.5}, "seed_threshold"), ({"num_seeds": 0}, "num_seeds"), ({"seed_sampling": "grid"}, "seed_sampling"),
+    [({"foreground_threshold": 1.5}, "foreground_threshold"), ({"num_seeds": 0}, "num_seeds"), ({"seed_sampling": "grid"}, "seed_sampling"),
      ({"sc_weight": -1.0}, "sc_weight"), ({"head": "mlp"}, "head"), ({"centroid_momentum_decay": -1.0}, "centroid_momentum_decay")],
 )
 def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
@@ -176,7 +177,7 @@ def _free_port() -> int:
 
 
 def test_bank_is_identical_on_both_ranks_after_a_ddp_step(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
     script = Path(__file__).with_name("i2c_bank_ddp.py")
     subprocess.run([sys.executable, str(script), str(tmp_path), str(_free_port())], env=env, check=True, timeout=240)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -254,7 +255,7 @@ def test_attribute_level_step_by_hand_on_identical_images() -> None:
     model = tiny_model(seed_sampling="raster", consistency_unit="attribute", num_attributes=3).eval()
     image = torch.randn(1, 3, 32, 32)
     attributes = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    batch = {"image": image.repeat(3, 1, 1, 1), "label": torch.tensor([1, 1, 1]), "attributes": attributes}
+    batch = make_batch(image.repeat(3, 1, 1, 1), torch.tensor([1, 1, 1]), attributes=attributes)
     first = model.training_losses(batch)  # identical seeds: sc = 0; empty bank: gc = 0
     assert first["sc"].item() == 0.0 and first["gc"].item() == 0.0
     bank = model.model.attribute_bank
@@ -269,11 +270,11 @@ def test_attribute_level_step_by_hand_on_identical_images() -> None:
 
 def test_attribute_level_without_attributes_in_the_batch_says_what_to_set() -> None:
     model = tiny_model(consistency_unit="attribute", num_attributes=3)
-    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 0])}
-    with pytest.raises(ValueError, match="data.load_attributes: true"):
+    batch = make_batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 0]))
+    with pytest.raises(ValueError, match="the dataset's attributes: true"):
         model.training_losses(batch)
     with pytest.raises(ValueError, match="carries 4 attributes but the attribute bank holds 3"):
-        model.training_losses({**batch, "attributes": torch.ones(2, 4)})
+        model.training_losses(dataclasses.replace(batch, attributes=torch.ones(2, 4)))
 
 
 def test_attribute_bank_is_restored_from_a_checkpoint_without_num_attributes(tmp_path: Path) -> None:
@@ -294,7 +295,7 @@ def test_bad_consistency_unit_names_the_key() -> None:
 
 
 def test_cli_fit_and_test_at_attribute_level_on_the_synthetic_set(tmp_path: Path) -> None:
-    extra = ("--model.init_args.consistency_unit", "attribute", "--data.load_attributes", "true")
+    extra = ("--model.init_args.consistency_unit", "attribute", "--data.dataset.attributes", "true")
     cli = run_cli(["fit", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)])
     bank = cli.model.model.attribute_bank
     assert bank.centroids.shape[0] == cli.datamodule.num_attributes > 0  # sized from the data at fit start
@@ -306,8 +307,8 @@ def test_cli_fit_and_test_at_attribute_level_on_the_synthetic_set(tmp_path: Path
     run_cli(["test", *tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra), "--ckpt_path", str(ckpt)])
 
 
-def test_cli_attribute_level_without_load_attributes_fails_with_the_key(tmp_path: Path) -> None:
+def test_cli_attribute_level_without_attributes_fails_with_the_key(tmp_path: Path) -> None:
     extra = ("--model.init_args.consistency_unit", "attribute")
     args = tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)
-    with pytest.raises(ValueError, match="data.load_attributes: true"):
+    with pytest.raises(ValueError, match="the dataset's attributes: true"):
         run_cli(["fit", *args])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.models import ICL, get_model
@@ -166,7 +166,7 @@ def test_network_at_eval_ignores_the_random_selection() -> None:
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = ICL(num_classes=5, backbone=backbone)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     model.train()
     losses = model.training_losses(batch)
     assert set(losses) == {"ce", "contrastive", "consistency"}
@@ -178,28 +178,28 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     for layer in model.model.attention_layers:
         assert layer.non_local.output_projection[1].weight.grad is not None
     model.eval()
-    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 5) and maps.dim() == 3 and maps.shape[0] == 2
 
 
 def test_default_positions_are_adls_in_forward_order() -> None:
-    assert ICLNet("resnet18", 3).attention_positions == ("layer3_0", "layer4_0", "layer4_1")
-    net = ICLNet("resnet18", 3, attention_positions=["layer4_1", "layer2_0"])
-    assert net.attention_positions == ("layer2_0", "layer4_1") and net.contrastive_positions == ("layer4_1",)
+    assert ICLNet("resnet18", 3).attention_units == ("layer3_0", "layer4_0", "layer4_1")
+    net = ICLNet("resnet18", 3, backbone_units=["layer4_1", "layer2_0"])
+    assert net.attention_units == ("layer2_0", "layer4_1") and net.contrastive_units == ("layer4_1",)
 
 
 def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
     model = ICL(num_classes=4, backbone="resnet18")
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = model.training_losses({"image": x, "label": y})
-        _, maps = model.localization_maps(x, y)
+        losses = model.training_losses(make_batch(x, y))
+        _, maps = model.model.localize(x, y)[:2]
     assert all(torch.isfinite(v.float()) for v in losses.values()) and torch.isfinite(maps.float()).all()
 
 
 def test_constant_images_give_finite_losses() -> None:
     model = ICL(num_classes=3, backbone="resnet18")
-    losses = model.training_losses({"image": torch.zeros(2, 3, 64, 64), "label": torch.tensor([0, 1])})
+    losses = model.training_losses(make_batch(torch.zeros(2, 3, 64, 64), torch.tensor([0, 1])))
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -210,19 +210,19 @@ def test_every_part_switches_off() -> None:
                 consistency_weight=0.0, random_selection=False)
     assert not any(isinstance(m, NonLocalBlock) for m in model.modules())
     assert len(model.model.projection_heads) == 0
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 1])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))
     losses = model.training_losses(batch)
     assert set(losses) == {"ce"}
     torch.manual_seed(0)
-    first = model.model(batch["image"]).logits
+    first = model.model(batch.image).logits
     torch.manual_seed(1)
-    torch.testing.assert_close(model.model(batch["image"]).logits, first)  # no random selection
-    all_positions = ICL(num_classes=3, backbone="resnet18", contrastive_positions="all")
+    torch.testing.assert_close(model.model(batch.image).logits, first)  # no random selection
+    all_positions = ICL(num_classes=3, backbone="resnet18", contrastive_units="all")
     assert set(all_positions.model.projection_heads) == {"layer3_0", "layer4_0", "layer4_1"}
 
 
 def test_losses_are_weighted() -> None:
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 1])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))
     torch.manual_seed(0)
     unit = ICL(num_classes=3, backbone="resnet18", contrastive_weight=1.0, consistency_weight=1.0, random_selection=False)
     torch.manual_seed(0)
@@ -239,8 +239,8 @@ def test_losses_are_weighted() -> None:
         ({"consistency_weight": -0.1}, "consistency_weight"),
         ({"contrastive_margin": -0.1}, "contrastive_margin"),
         ({"background_threshold": 0.95}, "background_threshold"),
-        ({"drop_rate": 1.5}, "drop_rate"),
-        ({"attention_positions": ["layer9"]}, "attention_positions"),
+        ({"apply_prob": 1.5}, "apply_prob"),
+        ({"backbone_units": ["layer9"]}, "backbone_units"),
         ({"threshold_reference": "mean"}, "threshold_reference"),
         ({"consistency_norm": "l3"}, "consistency_norm"),
     ],

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
-from wsol_lightning.models.mcis import MCIS, MCISNet, coattention
 from wsol_lightning.models.components import label_loss
+from wsol_lightning.models.mcis import MCIS, MCISNet, coattention
 from wsol_lightning.models.mcis.loss import pair_targets
 
 
@@ -78,7 +77,7 @@ def test_pair_targets_and_label_losses_by_hand() -> None:
 
 def test_contrastive_branch_gates_the_original_features_by_the_coattended_gate() -> None:
     torch.manual_seed(0)
-    net = MCISNet("resnet18", num_classes=3, num_extra_convs=1, width=8)
+    net = MCISNet("resnet18", num_classes=3, num_extra_convs=1, head_width=8)
     with torch.no_grad():
         net.common_gate.weight.zero_()  # G = sigmoid(0) = 0.5 everywhere
     fm, fn = torch.rand(2, 8, 3, 3, requires_grad=True), torch.rand(2, 8, 3, 3)
@@ -92,21 +91,21 @@ def test_contrastive_branch_gates_the_original_features_by_the_coattended_gate()
 
 def tiny_model(**kwargs: object) -> MCIS:
     torch.manual_seed(0)
-    defaults = {"num_classes": 3, "backbone": "resnet18", "width": 16, "self_pair_scales": (0.75,)}
+    defaults = {"num_classes": 3, "backbone": "resnet18", "head_width": 16, "self_pair_scales": (0.75,)}
     return MCIS(**{**defaults, **kwargs})
 
 
 def test_training_losses_and_contrastive_schedule() -> None:
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 1, 2])}  # same + different pair
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([0, 0, 1, 2]))  # same + different pair
     model = tiny_model(contrastive_start_epoch=0)
     late = model.training_losses(batch)
     assert set(late) == {"single", "coattention", "contrastive", "self_pair_single", "self_pair_coattention"}
     assert late["contrastive"] > 0 and all(torch.isfinite(v) for v in late.values())
-    same_class_only = {"image": batch["image"], "label": torch.tensor([1, 1, 2, 2])}
+    same_class_only = make_batch(batch.image, torch.tensor([1, 1, 2, 2]))
     assert model.training_losses(same_class_only)["contrastive"] == 0  # nothing unique in the batch
     model.hparams.contrastive_start_epoch = 2  # no trainer: epoch 0
     assert model.training_losses(batch)["contrastive"] == 0
-    model.hparams.update(self_pair_flip=False, self_pair_scales=())
+    model.model.self_pair_flip, model.model.self_pair_scales = False, ()  # the network draws the self-pairs
     assert "self_pair_single" not in model.training_losses(batch)
     model.hparams.update(coattention_weight=0.0, contrastive_weight=0.0)
     assert set(model.training_losses(batch)) == {"single"}
@@ -115,11 +114,11 @@ def test_training_losses_and_contrastive_schedule() -> None:
 def test_localization_maps_single_and_coattention() -> None:
     images, classes = torch.randn(3, 3, 32, 32), torch.tensor([1, 1, 0])
     single = tiny_model().eval()
-    logits, maps = single.localization_maps(images, classes)
+    logits, maps = single.model.localize(images, classes)[:2]
     assert logits.shape == (3, 3) and maps.shape == (3, 2, 2)
     torch.testing.assert_close(maps, single.model(images).class_maps[torch.arange(3), classes])
     refined = tiny_model(localization_map="coattention").eval()
-    _, maps = refined.localization_maps(images, classes)
+    _, maps = refined.model.localize(images, classes)[:2]
     assert maps.shape == (3, 2, 2) and torch.isfinite(maps).all()
     assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
 
@@ -127,8 +126,8 @@ def test_localization_maps_single_and_coattention() -> None:
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "inception_v3", "resnet18"])
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     torch.manual_seed(0)
-    model = MCIS(num_classes=3, backbone=backbone, width=16, self_pair_scales=(), contrastive_start_epoch=0)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([0, 2])}
+    model = MCIS(num_classes=3, backbone=backbone, head_width=16, self_pair_scales=(), contrastive_start_epoch=0)
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([0, 2]))
     losses = model.training_losses(batch)
     sum(losses.values()).backward()
     net = model.model
@@ -136,16 +135,16 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
         assert param.grad is not None and param.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone.parameters())
     model.eval()
-    logits, maps = model.localization_maps(batch["image"], batch["label"])
+    logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (2, 3) and maps.dim() == 3 and maps.shape[0] == 2
 
 
 def test_bf16_autocast_gives_finite_losses_and_maps() -> None:
     model = tiny_model(contrastive_start_epoch=0, localization_map="coattention")
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 1, 2])}
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([0, 0, 1, 2]))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model.training_losses(batch)
-        _, maps = model.eval().localization_maps(batch["image"], batch["label"])
+        _, maps = model.eval().model.localize(batch.image, batch.label)[:2]
     assert all(torch.isfinite(v) for v in losses.values()) and torch.isfinite(maps).all()
 
 
@@ -161,7 +160,7 @@ def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
 
 
 def test_cli_fit_and_test_with_pair_sampling(tmp_path: Path) -> None:
-    extra = ["--data.different_class_pairs", "1", "--model.width", "16", "--model.self_pair_flip", "false"]
+    extra = ["--data.different_class_pairs", "1", "--model.head_width", "16", "--model.self_pair_flip", "false"]
     cli = run_cli(["fit", *tiny_cli_args("experiments/mcis.yaml", str(tmp_path)), *extra])
     assert cli.datamodule.hparams.pair_sampling and cli.datamodule.hparams.different_class_pairs == 1
     (ckpt,) = tmp_path.rglob("*.ckpt")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.export import ExportableWSOL
@@ -53,13 +53,13 @@ def test_ram_loss_value_by_hand() -> None:
 def test_ram_switches_on_after_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = SPA(num_classes=3, backbone="resnet18", head="cam", ram_start_epoch=2, ram_weight=0.5).eval()
-    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([0, 2])}
+    batch = make_batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
     monkeypatch.setattr(SPA, "current_epoch", property(lambda self: 1))
     assert model.training_losses(batch)["ram"] == 0
     monkeypatch.setattr(SPA, "current_epoch", property(lambda self: 2))
     losses = model.training_losses(batch)
-    out = model.model(batch["image"])
-    expected = 0.5 * restricted_activation_loss(out.class_maps, batch["label"])
+    out = model.model(batch.image)
+    expected = 0.5 * restricted_activation_loss(out.class_maps, batch.label)
     torch.testing.assert_close(losses["ram"], expected)
     assert set(SPA(num_classes=3, backbone="resnet18", ram=False).training_losses(batch)) == {"ce"}
 
@@ -76,7 +76,7 @@ def test_seeds_from_a_hand_made_cam() -> None:
 def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     torch.manual_seed(0)
     model = SPA(num_classes=5, backbone=backbone, ram_start_epoch=0)
-    batch = {"image": torch.randn(2, 3, 64, 64), "label": torch.tensor([1, 4])}
+    batch = make_batch(torch.randn(2, 3, 64, 64), torch.tensor([1, 4]))
     model.train()
     losses = model.training_losses(batch)
     assert set(losses) == {"ce", "ram"}
@@ -87,8 +87,8 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in first_unit.parameters())
     model.eval()
     with torch.no_grad():
-        logits, maps = model.localization_maps(batch["image"], batch["label"])
-        out = model.model(batch["image"])
+        logits, maps = model.model.localize(batch.image, batch.label)[:2]
+        out = model.model(batch.image)
     assert logits.shape == (2, 5) and maps.shape == (2, *out.class_maps.shape[-2:])
     assert len(out.blocks) == 2 and all(b.shape[-2:] == out.class_maps.shape[-2:] for b in out.blocks)
     assert 0.0 <= maps.min() and maps.max() <= 1.0
@@ -96,15 +96,15 @@ def test_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
 
 def test_batched_scg_equals_per_image() -> None:
     torch.manual_seed(0)
-    net = SPANet("resnet18", num_classes=4, head="cam", scg=SelfCorrelationGenerator(chunk_size=2)).eval()
+    net = SPANet("resnet18", num_classes=4, head="cam", generator=SelfCorrelationGenerator(chunk_size=2)).eval()
     images, classes = torch.randn(3, 3, 64, 64), torch.tensor([0, 3, 1])
     with torch.no_grad():
         out = net(images)
         cams = gather_class_maps(out.class_maps, classes)
-        batched = net.scg(out.blocks, cams)
-        torch.testing.assert_close(net.localization_maps(images, classes)[1], batched, atol=1e-4, rtol=0)
+        batched = net.generator(out.blocks, cams)
+        torch.testing.assert_close(net.localize(images, classes)[1], batched, atol=1e-4, rtol=0)
         for i in range(3):
-            single = net.scg([b[i : i + 1] for b in out.blocks], cams[i : i + 1])
+            single = net.generator([b[i : i + 1] for b in out.blocks], cams[i : i + 1])
             torch.testing.assert_close(batched[i : i + 1], single)
 
 
@@ -113,14 +113,14 @@ def test_switches_scg_off_one_block_and_correlation_modes() -> None:
     images, classes = torch.randn(2, 3, 64, 64), torch.tensor([1, 0])
     model = SPA(num_classes=3, backbone="resnet18", scg=False).eval()
     with torch.no_grad():
-        _, maps = model.localization_maps(images, classes)
+        _, maps = model.model.localize(images, classes)[:2]
         torch.testing.assert_close(maps, gather_class_maps(model.model(images).class_maps, classes))
-    one_block = SPA(num_classes=3, backbone="resnet18", scg_taps=["layer4_1"])
+    one_block = SPA(num_classes=3, backbone="resnet18", backbone_units=["layer4_1"])
     assert one_block.model.scg_taps == ("layer4_1",)
     for mode in ("first_order", "high_order"):
         with torch.no_grad():
             model = SPA(num_classes=3, backbone="resnet18", scg_mode=mode).eval()
-            _, maps = model.localization_maps(images, classes)
+            _, maps = model.model.localize(images, classes)[:2]
         assert torch.isfinite(maps).all()
     assert default_scg_taps("vgg16", large_feature_map=True) == ("conv4", "conv5")
     assert SPANet("vgg16", 2, head="cam").scg_taps == ("pool4", "conv5")
@@ -132,9 +132,9 @@ def test_autocast_gives_finite_losses_and_maps(dtype: torch.dtype) -> None:
     model = SPA(num_classes=4, backbone="resnet18", ram_start_epoch=0)
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
     with torch.autocast("cpu", dtype=dtype):
-        losses = model.training_losses({"image": x, "label": y})
+        losses = model.training_losses(make_batch(x, y))
         with torch.no_grad():
-            _, maps = model.eval().localization_maps(x, y)
+            _, maps = model.eval().model.localize(x, y)[:2]
     assert all(torch.isfinite(v) for v in losses.values())
     assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
 
@@ -147,8 +147,8 @@ def test_bad_arguments_name_the_key() -> None:
         ({"scg_mode": "both"}, "scg_mode"),
         ({"scg_order": 0}, "scg_order"),
         ({"scg_chunk_size": 0}, "scg_chunk_size"),
-        ({"scg_object_threshold": 0.01, "scg_background_threshold": 0.05}, "scg_background_threshold"),
-        ({"scg_taps": ["nope"]}, "scg_taps"),
+        ({"foreground_threshold": 0.01, "background_threshold": 0.05}, "background_threshold"),
+        ({"backbone_units": ["nope"]}, "backbone_units"),
         ({"head": "big"}, "head"),
         ({"scg_image_affinity_weight": 1.5}, "scg_image_affinity_weight"),
         ({"scg_image_colour_sigma": 0.0}, "scg_image_colour_sigma"),
@@ -193,9 +193,9 @@ def test_cross_image_scg_wiring_with_a_copy_partner() -> None:
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         predicted = plain(image).argmax(dim=1)
-        _, expected = plain.localization_maps(image, predicted)
-        _, pair = crossed.localization_maps(image.repeat(2, 1, 1, 1), predicted.repeat(2))
-        _, alone = crossed.localization_maps(image, predicted)
+        _, expected = plain.model.localize(image, predicted)[:2]
+        _, pair = crossed.model.localize(image.repeat(2, 1, 1, 1), predicted.repeat(2))[:2]
+        _, alone = crossed.model.localize(image, predicted)[:2]
     torch.testing.assert_close(pair, expected.repeat(2, 1, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(alone, expected, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="scg_cross_image"):
@@ -212,9 +212,9 @@ def test_image_affinity_changes_the_map_and_needs_images() -> None:
         out = mixed.model(images)
         cams = gather_class_maps(out.class_maps, classes)
         with pytest.raises(ValueError, match="scg_image_affinity_weight"):
-            mixed.model.scg(out.blocks, cams)
-        _, mixed_maps = mixed.localization_maps(images, classes)
-        _, plain_maps = plain.localization_maps(images, classes)
+            mixed.model.generator(out.blocks, cams)
+        _, mixed_maps = mixed.model.localize(images, classes)[:2]
+        _, plain_maps = plain.model.localize(images, classes)[:2]
     assert mixed_maps.shape == plain_maps.shape and not torch.allclose(mixed_maps, plain_maps)
 
 
@@ -228,7 +228,7 @@ def test_cli_fit_and_test_with_an_open_idea_switch(tmp_path: Path, flag: str, va
     assert checkpoints, "fit wrote no checkpoint"
     test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1", *switch)
     cli = run_cli(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
-    generator = cli.model.model.scg
+    generator = cli.model.model.generator
     assert (generator.image_affinity_weight, generator.cross_image) == (
         (0.5, False) if flag == "scg_image_affinity_weight" else (0.0, True)
     )

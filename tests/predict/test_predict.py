@@ -16,16 +16,17 @@ from wsol_lightning.callbacks import WSOLPredictionWriter
 from wsol_lightning.callbacks.prediction_writer import (
     PARTIAL_NAME,
     boxes_to_original,
-    foreground_mask,
     merge_partials,
     output_stem,
 )
+from wsol_lightning.cam import foreground_mask
 from wsol_lightning.cli import run_cli
+from wsol_lightning.data import collate
 from wsol_lightning.data.datasets.folder import ImageFolderDataset, decode_upright_image
 from wsol_lightning.data.errors import DatasetNotFoundError
 
 CAM_CONFIG = "experiments/cam.yaml"
-SMALL = ["--data.synthetic_image_size", "32", "--data.crop_size", "32", "--data.resize_size", "36"]
+SMALL = ["--data.dataset.image_size", "32", "--data.crop_size", "32", "--data.resize_size", "36"]
 EXIF_ORIENTATION = 0x0112
 ROTATED_90_CW = 6
 
@@ -96,11 +97,11 @@ def test_folder_dataset_records_undecodable_files(image_folder: tuple[Path, dict
     folder, sizes = image_folder
     dataset = ImageFolderDataset(folder, crop_size=32)
     assert dataset.image_paths == sorted([*sizes, "corrupt.jpg"])
-    batch = ImageFolderDataset.collate([dataset[i] for i in range(len(dataset))])
-    assert batch["image"].shape == (len(dataset), 3, 32, 32)
-    failed = dict(zip(batch["image_id"], batch["failed"]))
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    assert batch.image.shape == (len(dataset), 3, 32, 32)
+    failed = dict(zip(batch.image_id, batch.failed))
     assert failed.pop("corrupt.jpg") and not any(failed.values())
-    for rel, orig in zip(batch["image_id"], batch["orig_size"]):
+    for rel, orig in zip(batch.image_id, batch.orig_size):
         if rel in sizes:
             assert tuple(orig.tolist()) == sizes[rel]
 

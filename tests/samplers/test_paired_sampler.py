@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsol_lightning.data import WSOLDataModule
+from wsol_lightning.data import Synthetic, WSOLDataModule
 from wsol_lightning.data.samplers import ClassPairedSampler, dataset_labels
 
 LABELS = np.repeat(np.arange(4), 8)  # 4 classes x 8 images = 16 same-class pairs
@@ -71,7 +71,7 @@ def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
 
 
 def test_labels_come_from_the_generator_without_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
-    dm = WSOLDataModule(synthetic_train_size=24, batch_size=8, num_workers=0, pair_sampling=True)
+    dm = WSOLDataModule(dataset=Synthetic(train_size=24), batch_size=8, num_workers=0, pair_sampling=True)
     dataset = dm.get_dataset("train")
 
     def no_rendering(index: int) -> None:
@@ -83,11 +83,13 @@ def test_labels_come_from_the_generator_without_rendering(monkeypatch: pytest.Mo
 
 
 def test_datamodule_train_loader_yields_pairs_and_eval_loader_is_unchanged() -> None:
-    dm = WSOLDataModule(synthetic_train_size=32, synthetic_val_size=8, batch_size=8, num_workers=0, pair_sampling=True)
+    dm = WSOLDataModule(
+        dataset=Synthetic(train_size=32, val_size=8), batch_size=8, num_workers=0, pair_sampling=True
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()
     assert isinstance(loader.sampler, ClassPairedSampler)
     batch = next(iter(loader))
-    labels = batch["label"].view(-1, 2)
+    labels = batch.label.view(-1, 2)
     assert (labels[:, 0] == labels[:, 1]).all()
     assert not isinstance(dm.val_dataloader().sampler, ClassPairedSampler)

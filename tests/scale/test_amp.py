@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_batch
 
 from wsol_lightning.models import available_models, get_model
 
@@ -42,7 +43,7 @@ def test_bf16_autocast_losses_gradients_and_maps_are_finite(name: str) -> None:
     # 8 classes: DANet's default class hierarchy is the synthetic set's.
     model = get_model(name, num_classes=8, backbone="resnet18")
     # Same-class pairs so that pair methods (I2C, MCIS) find partners in the batch.
-    batch = {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 0, 3, 3])}
+    batch = make_batch(torch.randn(4, 3, 32, 32), torch.tensor([0, 0, 3, 3]))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model.training_losses(batch)
         total = torch.stack([v.float() for v in losses.values()]).sum()
@@ -52,6 +53,6 @@ def test_bf16_autocast_losses_gradients_and_maps_are_finite(name: str) -> None:
     assert grads and all(torch.isfinite(g).all() for g in grads)
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, maps = model.localization_maps(batch["image"], batch["label"])
+        logits, maps = model.model.localize(batch.image, batch.label)[:2]
     assert logits.shape == (4, 8) and maps.dim() == 3 and maps.shape[0] == 4
     assert torch.isfinite(logits.float()).all() and torch.isfinite(maps.float()).all()

@@ -9,23 +9,21 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.apply_func import move_data_to_device
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from wsol_lightning.data.batch import collate, unpad_boxes
-from wsol_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsol_lightning.cam import cam_to_boxes, normalize_cam
+from wsol_lightning.data.batch import collate
 
 GT_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 0, 0)
 
 
-def denormalize(image: torch.Tensor) -> np.ndarray:
-    """``[3, H, W]`` normalized tensor -> ``[H, W, 3]`` uint8 RGB."""
-    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(IMAGENET_STD)[:, None, None]
-    rgb = (image.detach().cpu().float() * std + mean).clamp(0, 1)
-    return (rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+def to_rgb_uint8(image: torch.Tensor) -> np.ndarray:
+    """A batch image (``[3, H, W]`` RGB in ``[0, 1]``) as ``[H, W, 3]`` uint8 RGB."""
+    rgb = image.detach().cpu().float().clamp(0, 1)
+    return (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -74,18 +72,17 @@ class CAMVisualizer(pl.Callback):
     def render(self, pl_module: Any, dataset: Any) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
         """Render the overlays; returns the images and their box annotations."""
         count = min(self.num_images, len(dataset))
-        batch = collate([dataset[i] for i in range(count)])
-        batch = {k: v.to(pl_module.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = move_data_to_device(collate([dataset[i] for i in range(count)]), pl_module.device)
         _, cams = pl_module.evaluation_maps(batch)
         threshold = pl_module.current_cam_threshold()
         images, annotations = [], []
-        for i, gt in enumerate(unpad_boxes(batch["boxes"], batch["num_boxes"])):
+        for i, gt in enumerate(batch.gt_boxes()):
             cam = normalize_cam(cams[i])
             pred = cam_to_boxes(cam, threshold)
-            picture = overlay_cam(denormalize(batch["image"][i]), cam)
+            picture = overlay_cam(to_rgb_uint8(batch.image[i]), cam)
             picture = draw_boxes(draw_boxes(picture, gt.cpu().numpy(), GT_COLOUR), pred, PRED_COLOUR)
             images.append(picture)
-            annotations.append({"gt": gt.cpu().numpy(), "pred": pred, "label": int(batch["label"][i])})
+            annotations.append({"gt": gt.cpu().numpy(), "pred": pred, "label": int(batch.label[i])})
         return images, annotations
 
     @rank_zero_only

@@ -39,9 +39,10 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from wsol_lightning.callbacks.cam_visualizer import PRED_COLOUR, denormalize, draw_boxes, overlay_cam
-from wsol_lightning.data.datasets.folder import decode_upright_image
+from wsol_lightning.callbacks.cam_visualizer import PRED_COLOUR, draw_boxes, overlay_cam, to_rgb_uint8
 from wsol_lightning.cam import cam_to_boxes, foreground_mask, normalize_cam
+from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.data.datasets.folder import decode_upright_image
 
 PARTIAL_NAME = "detections.rank{rank}.partial.json"
 
@@ -179,25 +180,25 @@ class WSOLPredictionWriter(BasePredictionWriter):
         pl_module: pl.LightningModule,
         prediction: dict[str, Any],
         batch_indices: Any,
-        batch: dict[str, Any],
+        batch: WSOLBatch,
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        failed = batch.get("failed", [None] * len(batch["image_id"]))
-        paths = batch.get("path")
+        failed = batch.failed or [None] * len(batch)
+        paths = batch.path
         cams = normalize_cam(prediction["cam"].numpy())
         probabilities = prediction["probabilities"]
         top = probabilities.topk(min(self.top_k, probabilities.shape[1]), dim=1)
-        for i, image_id in enumerate(batch["image_id"]):
+        for i, image_id in enumerate(batch.image_id):
             if failed[i] is not None:
                 self._failed.append([image_id, failed[i]])
                 continue
             ranked = [(int(c), float(p)) for c, p in zip(top.indices[i], top.values[i])]
-            original_hw = tuple(int(v) for v in batch["orig_size"][i])
+            original_hw = tuple(int(v) for v in batch.orig_size[i])
             picture = None
             if self.write_overlays:
                 # Images read from files are drawn in their original frame, others (synthetic) in the evaluated one.
-                picture = decode_upright_image(paths[i]) if paths is not None else denormalize(batch["image"][i])
+                picture = decode_upright_image(paths[i]) if paths is not None else to_rgb_uint8(batch.image[i])
             self._write_image(image_id, cams[i], ranked, original_hw, picture)
 
     def _write_image(

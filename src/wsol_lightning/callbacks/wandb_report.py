@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.cli import SaveConfigCallback
@@ -33,6 +32,15 @@ def run_identity(model_class: str, backbone: str, dataset: str) -> dict[str, str
     return {"method": method, "backbone": str(backbone), "dataset": str(dataset)}
 
 
+def dataset_name(dataset: Any) -> str:
+    """The short name of a ``data.dataset`` value: a spec, its ``{"class_path": ...}`` form, or a name."""
+    if isinstance(dataset, dict):
+        dataset = str(dataset.get("class_path", "unknown")).rsplit(".", 1)[-1]
+    elif not isinstance(dataset, str):
+        return str(getattr(dataset, "name", "unknown"))
+    return {"syntheticmri": "synthetic_mri"}.get(dataset.lower(), dataset.lower())
+
+
 def identity_from_config(config: dict[str, Any] | Namespace) -> dict[str, str]:
     """A CLI config's run identity (``model.class_path``, ``model.init_args.backbone``, ``data.dataset``)."""
     plain = config.as_dict() if isinstance(config, Namespace) else config
@@ -40,7 +48,7 @@ def identity_from_config(config: dict[str, Any] | Namespace) -> dict[str, str]:
     return run_identity(
         model.get("class_path", "unknown"),
         (model.get("init_args") or {}).get("backbone", "unknown"),
-        (plain.get("data") or {}).get("dataset", "unknown"),
+        dataset_name((plain.get("data") or {}).get("dataset", "unknown")),
     )
 
 
@@ -151,7 +159,7 @@ class WandbReport(pl.Callback):
         identity = run_identity(
             type(pl_module).__name__,
             getattr(pl_module.hparams, "backbone", "unknown"),
-            getattr(datamodule, "dataset", "unknown"),
+            dataset_name(getattr(datamodule, "dataset", "unknown")),
         )
         metrics = {
             key: float(value)

@@ -22,6 +22,7 @@ from wsol_lightning.cam.boxes import (
     foreground_mask,
     union_boxes,
 )
+from wsol_lightning.cam.hits import gt_box_arrays, threshold_hits
 from wsol_lightning.cam.maps import (
     as_numpy_float64,
     cam_thresholds,
@@ -33,7 +34,6 @@ from wsol_lightning.cam.maps import (
     resize_cam,
     threshold_cuts,
 )
-from wsol_lightning.cam.hits import gt_box_arrays, threshold_hits
 
 __all__ = [
     "BoxRule",

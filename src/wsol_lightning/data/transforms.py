@@ -1,13 +1,15 @@
 """albumentations pipelines that carry boxes and masks (wsolevaluation recipe).
 
 * Training: resize to ``resize_size`` x ``resize_size`` (square, aspect ratio not kept), random
-  crop ``crop_size``, horizontal flip, normalize. Boxes are carried by albumentations (they feed
+  crop ``crop_size``, horizontal flip. Boxes are carried by albumentations (they feed
   only visualisation: the training loss is image-level).
 * Evaluation: resize to ``crop_size`` x ``crop_size``, no crop. GT boxes are rescaled exactly as the
   reference evaluation does, ``x' = floor(x * crop_size / W)``, independent of albumentations'
   continuous box convention, so MaxBoxAcc is comparable to published numbers.
 
-Boxes are inclusive pixel coordinates throughout the package; albumentations' ``pascal_voc``
+Images leave the pipeline as float RGB in ``[0, 1]``: the network normalizes its own input with
+its backbone's constants, so data and weights cannot disagree. Boxes are inclusive pixel
+coordinates throughout the package; albumentations' ``pascal_voc``
 boxes are continuous, so training boxes travel as ``[x0, y0, x1 + 1, y1 + 1)``.
 
 Reproducibility: albumentations seeds itself from OS entropy unless told otherwise, which made two
@@ -28,19 +30,11 @@ import albumentations as A  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Tolerance (pixels) of the float32 round-off in albumentations' box coordinates.
 BOX_SNAP = 1e-3
 
 
-def build_transform(
-    train: bool,
-    resize_size: int,
-    crop_size: int,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
-) -> A.Compose:
+def build_transform(train: bool, resize_size: int, crop_size: int) -> A.Compose:
     """The training or evaluation pipeline (see the module docstring)."""
     if train:
         geometric = [
@@ -51,7 +45,7 @@ def build_transform(
     else:
         geometric = [A.Resize(crop_size, crop_size)]
     return A.Compose(
-        [*geometric, A.Normalize(mean=mean, std=std)],
+        [*geometric, A.ToFloat(max_value=255.0)],
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0),
     )
 

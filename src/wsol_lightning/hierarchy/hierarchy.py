@@ -260,11 +260,11 @@ def _check_no_cycle(parent_of: dict[str, str], name: str) -> None:
 def synthetic_hierarchy(num_classes: int = 8, num_coarse: int = 4) -> ClassHierarchy:
     """The synthetic set's two levels: fine class ``c`` is in group ``c * num_coarse // num_classes``.
 
-    Same rule as :attr:`wsol_lightning.data.synthetic.SyntheticWSOL.coarse_labels`.
+    Same rule as :attr:`wsol_lightning.data.datasets.synthetic.SyntheticGenerator.coarse_labels`.
     """
-    from wsol_lightning.data.synthetic import SyntheticWSOL
+    from wsol_lightning.data.datasets.synthetic import SyntheticGenerator
 
-    generator = SyntheticWSOL(num_classes=num_classes, num_coarse=num_coarse, length=1)
+    generator = SyntheticGenerator(num_classes=num_classes, num_coarse=num_coarse, length=1)
     coarse = generator.coarse_labels
     return ClassHierarchy.from_parent_lists(
         ("group", "class"),

@@ -18,11 +18,16 @@ All are summed states, so they are exact under DDP.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 import numpy as np
 import torch
 from torchmetrics import Metric
 
 from wsol_lightning.cam import box_coverage, cam_to_boxes, normalize_cam
+
+if TYPE_CHECKING:
+    from wsol_lightning.metrics.evaluator import EvaluationStep
 
 
 class PartFocus(Metric):
@@ -30,6 +35,7 @@ class PartFocus(Metric):
 
     full_state_update = False
     higher_is_better = None
+    requires: ClassVar[frozenset[str]] = frozenset({"part_mask", "boxes"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +62,14 @@ class PartFocus(Metric):
         self.num_boxes += n_boxes
         self.num_images += len(cams_np)
 
+    def update_from_step(self, step: EvaluationStep) -> None:
+        """Every image's map at the threshold chosen on validation when the batch was evaluated."""
+        boxes = [torch.from_numpy(b) for b in step.boxes]
+        self.update(torch.from_numpy(step.maps), step.annotations["part_mask"], boxes, step.cam_threshold)
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        return self.compute()
+
     def compute(self) -> dict[str, torch.Tensor]:
         images = max(int(self.num_images), 1)
         boxes = max(int(self.num_boxes), 1)
@@ -77,9 +91,12 @@ class SkullShare(Metric):
 
     full_state_update = False
     higher_is_better = False
+    requires: ClassVar[frozenset[str]] = frozenset({"skull_mask"})
 
-    def __init__(self) -> None:
+    def __init__(self, map_class: int = 1) -> None:
         super().__init__()
+        self.map_class = map_class
+        self.map_classes = (map_class,)
         # index 0: tumour-free slices, 1: slices with a tumour
         self.add_state("share_sum", torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_slices", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
@@ -97,6 +114,14 @@ class SkullShare(Metric):
         counts = torch.stack([(~tumour).sum(), tumour.sum()])
         self.share_sum += sums.to(self.share_sum)
         self.num_slices += counts.to(self.num_slices)
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        """The maps of class ``map_class`` (the tumour) on every slice; a tumour is where the label is it."""
+        maps = torch.from_numpy(step.resized_class_maps(self.map_class))
+        self.update(maps, step.annotations["skull_mask"], step.labels == self.map_class)
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        return self.compute()
 
     def compute(self) -> dict[str, torch.Tensor]:
         names = ("skull_cam_share_no_tumour", "skull_cam_share")

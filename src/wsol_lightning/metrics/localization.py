@@ -9,15 +9,26 @@ over the union of DDP shards equals the single-process value exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
 from wsol_lightning.cam.boxes import box_iou, union_boxes
-from wsol_lightning.cam.maps import cam_thresholds, minmax_normalize
 from wsol_lightning.cam.hits import BoxesLike, threshold_hits, validate_iou_thresholds
+from wsol_lightning.cam.maps import cam_thresholds, minmax_normalize
+
+if TYPE_CHECKING:
+    from wsol_lightning.metrics.evaluator import EvaluationStep
+
+def _threshold_index(thresholds: np.ndarray, threshold: float) -> int:
+    """Index of ``threshold`` among the CAM thresholds (it must be one of them)."""
+    matches = np.flatnonzero(np.isclose(thresholds, threshold, rtol=0.0, atol=1e-9))
+    if not len(matches):
+        raise ValueError(f"CAM threshold {threshold} is not one of the metric's thresholds (step {thresholds[1]})")
+    return int(matches[0])
+
 
 def _first_argmax(values: torch.Tensor) -> int:
     """Index of the first maximum (the reference's ties go to the lowest threshold)."""
@@ -49,6 +60,7 @@ class MaxBoxAccV2(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 100.0
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
 
     hits: torch.Tensor
     count: torch.Tensor
@@ -80,11 +92,36 @@ class MaxBoxAccV2(Metric):
         """
         self._accumulate_hits(threshold_hits(cams, boxes, self.thresholds, self.iou_thresholds, self.multi_contour))
 
+    def update_from_step(self, step: EvaluationStep) -> None:
+        """Accumulate the boxed images of an evaluation step (the step's shared sweep)."""
+        self.update_from_hits(step.hits(self.cam_curve_interval, self.iou_thresholds, self.multi_contour))
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        """``maxboxacc_v2`` and ``maxboxacc_iou<d>`` per IoU threshold (nothing when no image was seen).
+
+        Synchronized across processes; every rank must call it (as ``compute``).
+        """
+        with self.sync_context():
+            if int(self.count) == 0:
+                return {}
+            curve = self._curve()
+        values = {"maxboxacc_v2": curve.max(dim=1).values.mean()}
+        for row, delta in enumerate(self.iou_thresholds):
+            values[f"maxboxacc_iou{delta}"] = curve[row].max()
+        return values
+
+    def value_at_threshold(self, threshold: float, iou_threshold: int | None = None) -> torch.Tensor:
+        """BoxAcc in percent at one CAM threshold of :attr:`thresholds` (e.g. the one chosen on val)."""
+        row = 0 if iou_threshold is None else self.iou_thresholds.index(iou_threshold)
+        index = _threshold_index(self.thresholds, threshold)
+        with self.sync_context():
+            return self._curve()[row, index]
+
     def update_from_hits(self, hits: np.ndarray) -> None:
         """Accumulate a batch already scored by :func:`threshold_hits` (same states as :meth:`update`).
 
         Lets several metrics that evaluate the same maps with the same settings share one box
-        kernel run (the evaluation step feeds GT-known, Top-1 and Top-5 Loc this way).
+        kernel run (the evaluator feeds MaxBoxAccV2, GT-known and Top-k Loc this way).
 
         Args:
             hits: bool ``[N, len(iou_thresholds), len(thresholds)]`` from :func:`threshold_hits`
@@ -163,14 +200,25 @@ class GTKnownLoc(MaxBoxAccV2):
             iou_thresholds=(50,), cam_curve_interval=cam_curve_interval, multi_contour=multi_contour, **kwargs
         )
 
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        """``gt_known_loc``, and ``gt_known_loc_at_val_threshold`` when the val-chosen threshold is given."""
+        with self.sync_context():
+            if int(self.count) == 0:
+                return {}
+            curve = self._curve()[0]
+        values = {"gt_known_loc": curve.max()}
+        if reference_threshold is not None:
+            values["gt_known_loc_at_val_threshold"] = curve[_threshold_index(self.thresholds, reference_threshold)]
+        return values
 
-class TopOneLoc(Metric):
-    """Top-1 localization accuracy in percent: class right AND box IoU >= 0.5, at one CAM threshold.
+
+class TopKLoc(Metric):
+    """Top-k localization accuracy in percent: class right AND box IoU >= 0.5, at one CAM threshold.
 
     ``update(cams, boxes, correct)`` takes the ground-truth class's maps and ``correct[i]`` =
-    "the top-1 prediction of image i is its label" (when it is right, the GT-class map is the
-    predicted class's map). The same class with ``correct = label in top-5 predictions`` gives
-    Top-5 Loc. ``threshold="gt_known"`` (default) reports the value at GT-known Loc's optimal CAM
+    "the label of image i is among its top-``k`` predictions" (when the top-1 prediction is
+    right, the GT-class map is the predicted class's map). ``k`` only decides which flags
+    :meth:`update_from_step` computes and the logged name (``top<k>_loc``). ``threshold="gt_known"`` (default) reports the value at GT-known Loc's optimal CAM
     threshold (lowest on ties); ``threshold="own"`` takes Top-1 Loc's own maximum over thresholds
     (the wsolevaluation maintainers' answer in their issues 14 and 50).
 
@@ -178,6 +226,7 @@ class TopOneLoc(Metric):
     across processes. ``compute()`` with no image raises ``RuntimeError``.
 
     Args:
+        k: Top-``k`` (1: Top-1 Loc, 5: Top-5 Loc).
         cam_curve_interval: CAM threshold step (see :class:`MaxBoxAccV2`).
         multi_contour: boxes of every contour instead of the largest only.
         threshold: ``"gt_known"`` or ``"own"``.
@@ -189,6 +238,7 @@ class TopOneLoc(Metric):
     full_state_update = False
     plot_lower_bound = 0.0
     plot_upper_bound = 100.0
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
 
     gt_known_hits: torch.Tensor
     hits: torch.Tensor
@@ -196,6 +246,7 @@ class TopOneLoc(Metric):
 
     def __init__(
         self,
+        k: int = 1,
         cam_curve_interval: float = 0.01,
         multi_contour: bool = False,
         threshold: Literal["gt_known", "own"] = "gt_known",
@@ -204,6 +255,9 @@ class TopOneLoc(Metric):
         super().__init__(**kwargs)
         if threshold not in ("gt_known", "own"):
             raise ValueError(f"threshold must be 'gt_known' or 'own', got {threshold!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.k = k
         self.cam_curve_interval = float(cam_curve_interval)
         self.multi_contour = bool(multi_contour)
         self.threshold = threshold
@@ -224,6 +278,22 @@ class TopOneLoc(Metric):
         """
         hits = threshold_hits(cams, boxes, self.thresholds, (50,), self.multi_contour)[:, 0, :]
         self._accumulate_hits(hits, correct)
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        """Accumulate the boxed images of an evaluation step (GT-known's sweep, top-``k`` flags)."""
+        hits = step.hits(self.cam_curve_interval, (50,), self.multi_contour)[:, 0, :]
+        self.update_from_hits(hits, step.correct(self.k)[step.boxed])
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        """``top<k>_loc``, and ``top<k>_loc_at_val_threshold`` when the val-chosen threshold is given."""
+        with self.sync_context():
+            if int(self.count) == 0:
+                return {}
+            accuracy = self.hits.double() * 100.0 / float(self.count)
+            values = {f"top{self.k}_loc": accuracy[self._best_index()]}
+        if reference_threshold is not None:
+            values[f"top{self.k}_loc_at_val_threshold"] = accuracy[_threshold_index(self.thresholds, reference_threshold)]
+        return values
 
     def update_from_hits(self, hits: np.ndarray, correct: torch.Tensor | np.ndarray) -> None:
         """Accumulate a batch already scored by :func:`threshold_hits` (see :meth:`MaxBoxAccV2.update_from_hits`).
@@ -254,7 +324,7 @@ class TopOneLoc(Metric):
     def compute(self) -> torch.Tensor:
         """Top-1 (or Top-5) Loc at the chosen CAM threshold, in percent (0-dim float64)."""
         if int(self.count) == 0:
-            raise RuntimeError("TopOneLoc.compute() needs at least one image; none was given")
+            raise RuntimeError(f"{type(self).__name__}.compute() needs at least one image; none was given")
         return self.hits[self._best_index()].double() * 100.0 / float(self.count)
 
     def best_threshold(self) -> torch.Tensor:
@@ -281,6 +351,7 @@ class UnionBoxGTKnownLoc(Metric):
 
     full_state_update = False
     higher_is_better = True
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
     hits: torch.Tensor
     count: torch.Tensor
 
@@ -303,6 +374,22 @@ class UnionBoxGTKnownLoc(Metric):
             iou = box_iou(union_boxes(normalized, threshold)[:, None], boxes)
             self.hits[index] += ((iou > self.iou_threshold) & valid).any(dim=1).sum()
         self.count += boxes.shape[0]
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        boxes = [torch.from_numpy(b) for b in step.boxes]
+        padded = torch.full((len(boxes), max(1, max(len(b) for b in boxes)), 4), -1, dtype=torch.long)
+        for i, b in enumerate(boxes):
+            padded[i, : len(b)] = b
+        self.update(torch.from_numpy(step.maps), padded, torch.tensor([len(b) for b in boxes]))
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        """``gt_known_loc_union`` and its threshold ``union_box_threshold``."""
+        with self.sync_context():
+            if int(self.count) == 0:
+                return {}
+            best = _first_argmax(self.hits)
+            value = self.hits[best].double() * 100.0 / float(self.count)
+        return {"gt_known_loc_union": value, "union_box_threshold": torch.tensor(self.thresholds[best])}
 
     def compute(self) -> torch.Tensor:
         if int(self.count) == 0:

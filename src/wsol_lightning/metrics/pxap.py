@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
 from wsol_lightning.cam.maps import as_numpy_float64, normalize_cam, pxap_bin_edges
+
+if TYPE_CHECKING:
+    from wsol_lightning.metrics.evaluator import EvaluationStep
 
 
 class PxAP(Metric):
@@ -25,8 +28,13 @@ class PxAP(Metric):
     processes. ``compute()`` raises ``RuntimeError`` when no object pixel was seen (which
     includes no image at all).
 
+    In an :class:`~wsol_lightning.metrics.Evaluator` it is logged as ``pxap``; with
+    ``objects_only`` it counts only the images with an object and is logged as
+    ``pxap_with_object`` (datasets where some images have none, e.g. MRI slices without tumour).
+
     Args:
         cam_curve_interval: width of the histogram bins below 1.
+        objects_only: in an evaluator, only the images with at least one GT box.
         kwargs: torchmetrics ``Metric`` options.
     """
 
@@ -39,9 +47,11 @@ class PxAP(Metric):
     positive_hist: torch.Tensor
     negative_hist: torch.Tensor
 
-    def __init__(self, cam_curve_interval: float = 0.01, **kwargs: Any) -> None:
+    def __init__(self, cam_curve_interval: float = 0.01, objects_only: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cam_curve_interval = float(cam_curve_interval)
+        self.objects_only = objects_only
+        self.requires = frozenset({"mask", "images_without_object"} if objects_only else {"mask"})
         self.edges = pxap_bin_edges(self.cam_curve_interval)
         n_bins = len(self.edges) - 1
         self.add_state("positive_hist", torch.zeros(n_bins, dtype=torch.long), dist_reduce_fx="sum")
@@ -68,6 +78,19 @@ class PxAP(Metric):
             )
         self.positive_hist += self._histogram(scores[labels == 1])
         self.negative_hist += self._histogram(scores[labels == 0])
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        masks = step.annotations["mask"]
+        if self.objects_only:
+            self.update(step.maps[step.boxed], masks[torch.from_numpy(step.boxed)])
+        else:
+            self.update(step.maps, masks)
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        with self.sync_context():
+            if int(self.positive_hist.sum()) == 0:
+                return {}
+        return {"pxap_with_object" if self.objects_only else "pxap": self.compute()}
 
     def compute(self) -> torch.Tensor:
         """PxAP in percent (0-dim float64)."""

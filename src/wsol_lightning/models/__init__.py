@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.acol import ACoL
 from wsol_lightning.models.adl import ADL
+from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.cutmix import CutMix
 from wsol_lightning.models.danet import DANet

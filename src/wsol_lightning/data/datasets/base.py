@@ -1,9 +1,16 @@
-"""Base class of every WSOL dataset: raw loading plus the shared transform step."""
+"""Base classes of the datasets: :class:`DatasetSpec` (what ``data.dataset`` names) and :class:`WSOLDataset`.
+
+A :class:`DatasetSpec` is one dataset with its own options (``Synthetic(train_size=...)``,
+``CUB(root=...)``, ``MRI(root=..., modality=...)``); :class:`~wsol_lightning.data.WSOLDataModule`
+asks it for each split's :class:`WSOLDataset` (raw loading plus the shared transform step).
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -27,7 +34,8 @@ class WSOLDataset(Dataset):
     """A split of a WSOL dataset returning samples in the package's batch format.
 
     Subclasses implement :meth:`__len__`, :meth:`load` and :attr:`num_classes`; a dataset whose
-    samples carry per-image ``attributes`` (``RawSample.attributes``) sets :attr:`num_attributes`.
+    samples carry per-image ``attributes`` (``RawSample.attributes``) sets :attr:`num_attributes`,
+    and one with masks or images without an object says so in :attr:`provided_fields`.
 
     Args:
         split: ``train``, ``val`` or ``test``.
@@ -43,6 +51,8 @@ class WSOLDataset(Dataset):
 
     num_classes: int
     num_attributes: int = 0
+    #: What the samples carry for evaluation (:data:`wsol_lightning.metrics.evaluator.FIELDS`).
+    provided_fields: frozenset[str] = frozenset({"boxes"})
 
     def class_names(self) -> list[str]:
         return [str(c) for c in range(self.num_classes)]
@@ -64,3 +74,59 @@ class WSOLDataset(Dataset):
         if raw.attributes is not None:
             sample["attributes"] = raw.attributes
         return sample
+
+
+class DatasetSpec:
+    """A dataset and its own options: the value of ``data.dataset``.
+
+    A subclass takes its options as typed, documented ``__init__`` arguments (they are its config
+    keys), stores each under its own name, and implements :meth:`build`.
+    """
+
+    #: Short name (run names, W&B tags): ``synthetic``, ``cub``, ...
+    name: ClassVar[str] = "dataset"
+    #: Whether the targets are multi-hot (linked into the model's ``multilabel`` by the CLI).
+    multilabel: bool = False
+    #: Whether training samples carry per-image ``attributes`` (I2C's attribute level).
+    attributes: bool = False
+
+    def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> WSOLDataset:
+        """One split in the batch format.
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            resize_size: training resize side (before the random crop).
+            crop_size: training crop and evaluation side.
+            seed: seed of the dataset's random choices (synthetic images, val hold-out and
+                subsampling, MRI patient split).
+        """
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """The spec's init arguments by name (its config keys and values)."""
+        names = list(inspect.signature(type(self)).parameters)
+        return {name: getattr(self, name) for name in names}
+
+    def describe(self) -> dict[str, Any]:
+        """``{"class_path", "init_args"}``: the spec as a config value (saved in checkpoints)."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": self.options()}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.options() == self.options()
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted((k, repr(v)) for k, v in self.options().items()))))
+
+    @staticmethod
+    def from_description(description: dict[str, Any]) -> DatasetSpec:
+        """The spec of a :meth:`describe` dict (a checkpoint's ``datamodule_hyper_parameters``)."""
+        module_name, _, class_name = description["class_path"].rpartition(".")
+        if not module_name.startswith("wsol_lightning."):
+            raise ValueError(f"not a wsol_lightning dataset: {description['class_path']!r}")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(**description.get("init_args", {}))
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({options})"

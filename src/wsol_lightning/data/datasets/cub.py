@@ -19,7 +19,7 @@ Layouts (auto-detected, one ``INFO`` line says which was found):
 
 Classes: 200, index = 3-digit folder prefix - 1 (the metadata's labels).
 
-Per-image attributes (``load_attributes``, off by default): the 312 binary ``is_present`` flags of
+Per-image attributes (the spec's ``attributes``, off by default): the 312 binary ``is_present`` flags of
 the original archive's ``attributes/image_attribute_labels.txt`` (lines ``image_id attribute_id
 is_present certainty_id time``; only the first three are read, further fields are ignored; an
 attribute without a line counts as absent). Names come from ``attributes/attributes.txt``
@@ -41,15 +41,16 @@ from pathlib import Path
 
 import numpy as np
 
-from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, file_signature
-from wsol_lightning.data.datasets.indexed import (
+from wsol_lightning.data.datasets.image_dataset import (
     IndexedImageDataset,
+    MetadataDatasetSpec,
     fit_boxes_to_images,
     holdout_per_class,
     require_files,
     subsample_per_class,
 )
 from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ HOW_TO = (
 HOW_TO_ATTRIBUTES = (
     "CUB per-image attributes ship with the original CUB_200_2011 archive "
     "(attributes/image_attribute_labels.txt next to images.txt); with the wsolevaluation layout point root "
-    "at CUB_200_2011/images or at a folder holding CUB_200_2011/, or set data.load_attributes: false."
+    "at CUB_200_2011/images or at a folder holding CUB_200_2011/, or set data.dataset.attributes: false."
 )
 
 
@@ -173,29 +174,14 @@ def _build_original_index(base: Path) -> SplitIndex:
 
 
 def build_cub(
-    root: str | Path | None,
-    split: str,
-    resize_size: int,
-    crop_size: int,
-    seed: int,
-    metadata_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    num_val_sample_per_class: int = 0,
-    load_attributes: bool = False,
+    spec: CUB, split: str, resize_size: int, crop_size: int, seed: int, load_attributes: bool = False
 ) -> IndexedImageDataset:
     """One CUB split (see the module docstring for the layouts and the val rule).
 
-    Args:
-        root: image root (metadata layout) or ``CUB_200_2011`` folder (original layout).
-        split: ``train``, ``val`` or ``test``.
-        resize_size: training resize side.
-        crop_size: training crop and evaluation side.
-        seed: seed of the val hold-out (original layout) and of the val subsampling.
-        metadata_dir: wsolevaluation ``metadata/CUB`` folder (default: searched next to ``root``).
-        cache_dir: index cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
-        num_val_sample_per_class: keep at most this many val images per class (0: all).
-        load_attributes: samples carry the split's per-image ``attributes`` (module docstring).
+    ``spec`` gives the options; the other arguments are those of :meth:`DatasetSpec.build`. ``load_attributes``: samples carry the split's per-image ``attributes``.
     """
+    root, metadata_dir, cache_dir = spec.root, spec.metadata_dir, spec.cache_dir
+    num_val_sample_per_class = spec.num_val_sample_per_class
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError("CUB", root, [root if root is not None else "<root not set>"], HOW_TO)
     root = Path(root)
@@ -370,3 +356,33 @@ __all__ = [
     "build_cub",
     "read_image_attributes",
 ]
+
+
+class CUB(MetadataDatasetSpec):
+    """CUB-200-2011 (original archive or wsolevaluation metadata layout; see the module docstring).
+
+    Args:
+        root: the image folder (``001.Black_footed_Albatross/...``) with ``metadata/CUB`` beside or
+            in ``metadata_dir``, or the original ``CUB_200_2011`` folder.
+        metadata_dir: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+        cache_dir: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+        num_val_sample_per_class: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+        attributes: training samples carry CUB's 312 per-image binary attributes
+            (``attributes/image_attribute_labels.txt``; I2C's ``consistency_unit: attribute``).
+    """
+
+    name = "cub"
+
+    def __init__(
+        self,
+        root: str,
+        metadata_dir: str | None = None,
+        cache_dir: str | None = None,
+        num_val_sample_per_class: int = 0,
+        attributes: bool = False,
+    ) -> None:
+        super().__init__(root, metadata_dir, cache_dir, num_val_sample_per_class)
+        self.attributes = attributes
+
+    def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> IndexedImageDataset:
+        return build_cub(self, split, resize_size, crop_size, seed, self.attributes and split == "train")

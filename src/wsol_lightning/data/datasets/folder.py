@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from wsol_lightning.data.batch import collate
 from wsol_lightning.data.datasets.base import RawSample, WSOLDataset
-from wsol_lightning.data.datasets.indexed import _to_uint8
+from wsol_lightning.data.datasets.image_dataset import _to_uint8
 from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
 
 #: File extensions read as images (case-insensitive).
@@ -84,8 +83,8 @@ class ImageFolderDataset(WSOLDataset):
     """Every image under a folder, at the evaluated frame, without labels (``predict`` only).
 
     Samples follow the batch format with ``label = -1`` and no boxes, plus ``path`` (the file) and
-    ``failed`` (``None``, or why the file could not be decoded). Use :meth:`collate`, which keeps
-    both keys.
+    ``failed`` (``None``, or why the file could not be decoded); :func:`~wsol_lightning.data.batch.collate`
+    keeps both as the batch's ``path`` and ``failed``.
 
     Args:
         root: the folder (searched recursively for :data:`IMAGE_EXTENSIONS`).
@@ -131,11 +130,3 @@ class ImageFolderDataset(WSOLDataset):
         sample.setdefault("failed", None)
         sample["path"] = path
         return sample
-
-    @staticmethod
-    def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-        """The package's :func:`~wsol_lightning.data.batch.collate` plus ``path`` and ``failed`` lists."""
-        batch = collate(samples)
-        batch["path"] = [s["path"] for s in samples]
-        batch["failed"] = [s["failed"] for s in samples]
-        return batch

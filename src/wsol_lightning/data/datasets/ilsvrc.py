@@ -32,14 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, file_signature
-from wsol_lightning.data.datasets.indexed import (
+from wsol_lightning.data.datasets.image_dataset import (
     IndexedImageDataset,
+    MetadataDatasetSpec,
     fit_boxes_to_images,
     holdout_per_class,
     subsample_per_class,
 )
 from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
@@ -195,27 +196,14 @@ def _build_raw_index(root: Path, image_root: Path, split: str, wnids: list[str])
 
 
 def build_ilsvrc(
-    root: str | Path | None,
-    split: str,
-    resize_size: int,
-    crop_size: int,
-    seed: int,
-    metadata_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    num_val_sample_per_class: int = 0,
+    spec: ILSVRC, split: str, resize_size: int, crop_size: int, seed: int
 ) -> IndexedImageDataset:
     """One ILSVRC split (see the module docstring for the layouts and the val rule).
 
-    Args:
-        root: folder holding ``train/``, ``val/`` (and ``val2/`` for the metadata layout).
-        split: ``train``, ``val`` or ``test``.
-        resize_size: training resize side.
-        crop_size: training crop and evaluation side.
-        seed: seed of the val hold-out (raw layout) and of the val subsampling.
-        metadata_dir: wsolevaluation ``metadata/ILSVRC`` folder (default: searched next to ``root``).
-        cache_dir: index cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
-        num_val_sample_per_class: keep at most this many val images per class (0: all).
+    ``spec`` gives the options; the other arguments are those of :meth:`DatasetSpec.build`.
     """
+    root, metadata_dir, cache_dir = spec.root, spec.metadata_dir, spec.cache_dir
+    num_val_sample_per_class = spec.num_val_sample_per_class
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError("ILSVRC", root, [root if root is not None else "<root not set>"], HOW_TO)
     root = Path(root)
@@ -293,3 +281,15 @@ def build_ilsvrc(
 
 
 __all__ = ["FALLBACK_VAL_PER_CLASS", "NUM_CLASSES", "build_ilsvrc"]
+
+
+class ILSVRC(MetadataDatasetSpec):
+    """ILSVRC 2012 (class folders with XML/CSV boxes, or the wsolevaluation metadata layout).
+
+    Options: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+    """
+
+    name = "ilsvrc"
+
+    def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> IndexedImageDataset:
+        return build_ilsvrc(self, split, resize_size, crop_size, seed)

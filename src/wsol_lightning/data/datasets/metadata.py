@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from wsol_lightning.data.datasets.index import NO_SIZE, SplitIndex, file_signature
-from wsol_lightning.data.datasets.indexed import fit_boxes_to_images, require_files
+from wsol_lightning.data.datasets.image_dataset import fit_boxes_to_images, require_files
+from wsol_lightning.data.datasets.split_index import NO_SIZE, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")

@@ -38,14 +38,14 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from wsol_lightning.data.datasets.base import RawSample, WSOLDataset
-from wsol_lightning.data.datasets.index import IndexCache, SplitIndex, file_signature
-from wsol_lightning.data.datasets.indexed import (
+from wsol_lightning.data.datasets.base import DatasetSpec, RawSample, WSOLDataset
+from wsol_lightning.data.datasets.image_dataset import (
     IndexedImageDataset,
     component_boxes,
     read_binary_mask,
     read_image,
 )
+from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, EmptyTumourMaskError, MetadataError
 from wsol_lightning.data.samplers import dataset_labels
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 NUM_CLASSES = 2
 CLASS_NAMES = ["no_tumour", "tumour"]
-#: Multi-label classes of ``mri_multilabel``: every slice shows a head, some a tumour.
+#: Multi-label classes of the MRI specs' ``multilabel``: every slice shows a head, some a tumour.
 HEAD_TUMOUR_CLASS_NAMES = ["head", "tumour"]
 #: Index of the tumour class in both label sets (and ``label`` of a tumour slice).
 TUMOUR_CLASS = 1
@@ -157,7 +157,7 @@ def _find_brats_volumes(root: Path, modality: str) -> list[tuple[str, Path, Path
                 "MRI (BraTS)",
                 root,
                 [seg.with_name(f"{stem}_{modality}.nii.gz")],
-                f"every *_seg volume needs its {modality!r} volume (mri_modality). {HOW_TO}",
+                f"every *_seg volume needs its {modality!r} volume (data.dataset.modality). {HOW_TO}",
             )
         found.append((stem, image, seg))
     return found
@@ -193,7 +193,7 @@ def patient_split(
     """Rows of the slices whose patient falls in ``split`` (seeded patient-level cut by ``ratios``)."""
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise ValueError(
-            f"mri_split_ratios must be three non-negative (train, val, test) fractions, got {ratios}"
+            f"data.dataset.split_ratios must be three non-negative (train, val, test) fractions, got {ratios}"
         )
     patients = np.unique(groups)
     order = np.random.default_rng(seed).permutation(patients)
@@ -213,6 +213,8 @@ def patient_split(
 
 class MRIDataset(IndexedImageDataset):
     """Tumour slices: the mask is read with the slice, its components are the GT boxes."""
+
+    provided_fields = frozenset({"boxes", "mask", "images_without_object"})
 
     def load(self, index: int) -> RawSample:
         rel = self.index.image_paths[index]
@@ -234,7 +236,7 @@ class MRIDataset(IndexedImageDataset):
 class HeadTumourLabels(Dataset):
     """An MRI split (``mri`` or ``synthetic_mri``) with multi-hot ``{head, tumour}`` targets.
 
-    The ``mri_multilabel`` setting: every slice shows a head, so each sample gains
+    The ``multilabel`` setting of :class:`MRI` and :class:`~wsol_lightning.data.SyntheticMRI`: every slice shows a head, so each sample gains
     ``multi_hot = [1, 1]`` with a tumour and ``[1, 0]`` without. ``label`` is unchanged (1 iff
     tumour): it names the class whose map the evaluation reads (the tumour's on tumour slices, the
     only ones with boxes; the head's on the others) and the class the pair sampler pairs by.
@@ -247,6 +249,7 @@ class HeadTumourLabels(Dataset):
         self.dataset = dataset
         self.split = dataset.split
         self.num_classes = len(HEAD_TUMOUR_CLASS_NAMES)
+        self.provided_fields = dataset.provided_fields
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -265,27 +268,13 @@ class HeadTumourLabels(Dataset):
 
 
 def build_mri(
-    root: str | Path | None,
-    split: str,
-    resize_size: int,
-    crop_size: int,
-    seed: int,
-    cache_dir: str | Path | None = None,
-    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
-    modality: str = "flair",
+    spec: MRI, split: str, resize_size: int, crop_size: int, seed: int
 ) -> MRIDataset:
     """One patient-level split of an MRI slice dataset (see the module docstring).
 
-    Args:
-        root: dataset folder (LGG ``kaggle_3m``, a folder of slices, or BraTS patient folders).
-        split: ``train``, ``val`` or ``test``.
-        resize_size: training resize side.
-        crop_size: training crop and evaluation side.
-        seed: seed of the patient split.
-        cache_dir: index (and BraTS slice) cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
-        split_ratios: (train, val, test) fractions of the patients.
-        modality: BraTS sequence to read (``flair``, ``t1``, ``t1ce``, ``t2``).
+    ``spec`` gives the options; the other arguments are those of :meth:`DatasetSpec.build`.
     """
+    root, cache_dir, split_ratios, modality = spec.root, spec.cache_dir, spec.split_ratios, spec.modality
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError("MRI", root, [root if root is not None else "<root not set>"], HOW_TO)
     root = Path(root)
@@ -358,3 +347,40 @@ __all__ = [
     "component_boxes",
     "patient_split",
 ]
+
+
+class MRI(DatasetSpec):
+    """Brain-tumour MRI slices: LGG ``kaggle_3m``, generic slice folders, or BraTS NIfTI volumes.
+
+    Labelled ``no_tumour`` / ``tumour`` (patient-level split); with ``multilabel`` the classes are
+    ``head`` / ``tumour`` (:class:`HeadTumourLabels`).
+
+    Args:
+        root: dataset folder (see the module docstring for the layouts).
+        cache_dir: where split indexes (and BraTS slices) are cached; default ``<root>/.wsol_index``
+            when writable, else ``~/.cache/wsol_lightning``.
+        split_ratios: (train, val, test) fractions of the patients (seeded).
+        modality: BraTS sequence read from NIfTI volumes (``flair``, ``t1``, ``t1ce``, ``t2``).
+        multilabel: multi-label ``{head, tumour}`` targets (``multi_hot``; the CLI makes the model
+            multi-label).
+    """
+
+    name = "mri"
+
+    def __init__(
+        self,
+        root: str,
+        cache_dir: str | None = None,
+        split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
+        modality: str = "flair",
+        multilabel: bool = False,
+    ) -> None:
+        self.root = root
+        self.cache_dir = cache_dir
+        self.split_ratios = tuple(split_ratios)
+        self.modality = modality
+        self.multilabel = multilabel
+
+    def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> WSOLDataset:
+        dataset = build_mri(self, split, resize_size, crop_size, seed)
+        return HeadTumourLabels(dataset) if self.multilabel else dataset

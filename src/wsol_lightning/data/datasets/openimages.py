@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from wsol_lightning.data.datasets.base import RawSample
-from wsol_lightning.data.datasets.index import IndexCache
-from wsol_lightning.data.datasets.indexed import (
+from wsol_lightning.data.datasets.image_dataset import (
     IGNORE_VALUE,
     IndexedImageDataset,
+    MetadataDatasetSpec,
     read_binary_mask,
     subsample_per_class,
 )
 from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.split_index import IndexCache
 from wsol_lightning.data.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -63,27 +64,14 @@ class OpenImagesDataset(IndexedImageDataset):
 
 
 def build_openimages(
-    root: str | Path | None,
-    split: str,
-    resize_size: int,
-    crop_size: int,
-    seed: int,
-    metadata_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    num_val_sample_per_class: int = 0,
+    spec: OpenImages, split: str, resize_size: int, crop_size: int, seed: int
 ) -> OpenImagesDataset:
     """One OpenImages30k split.
 
-    Args:
-        root: the ``OpenImages`` folder (images and masks).
-        split: ``train``, ``val`` or ``test``.
-        resize_size: training resize side.
-        crop_size: training crop and evaluation side.
-        seed: seed of the val subsampling.
-        metadata_dir: wsolevaluation ``metadata/OpenImages`` folder (default: searched next to ``root``).
-        cache_dir: index cache folder (default: next to the data or ``~/.cache/wsol_lightning``).
-        num_val_sample_per_class: keep at most this many val images per class (0: all; the paper tunes with 5).
+    ``spec`` gives the options; the other arguments are those of :meth:`DatasetSpec.build`.
     """
+    root, metadata_dir, cache_dir = spec.root, spec.metadata_dir, spec.cache_dir
+    num_val_sample_per_class = spec.num_val_sample_per_class
     if root is None or not Path(root).is_dir():
         raise DatasetNotFoundError(
             "OpenImages", root, [root if root is not None else "<root not set>"], HOW_TO
@@ -131,3 +119,15 @@ def build_openimages(
 
 
 __all__ = ["IGNORE_VALUE", "NUM_CLASSES", "OpenImagesDataset", "build_openimages", "mask_bounding_box"]
+
+
+class OpenImages(MetadataDatasetSpec):
+    """OpenImages30k of wsolevaluation: masks (PxAP) with an ignore region.
+
+    Options: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+    """
+
+    name = "openimages"
+
+    def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> OpenImagesDataset:
+        return build_openimages(self, split, resize_size, crop_size, seed)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import torch
 
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.acol.loss import acol_losses
 from wsol_lightning.models.acol.torch_model import ACoLNet, VGGPooling
 from wsol_lightning.models.base import WSOLModule
@@ -21,11 +22,13 @@ class ACoL(WSOLModule):
     passes A's top-1 class.
 
     Args:
-        erase_threshold: ``delta`` in (0, 1] (paper / official scripts 0.6; wsolevaluation 0.7).
+        foreground_threshold: the erase threshold ``delta`` in (0, 1]: positions whose normalized A-map
+            is ``>= delta`` are erased for B (paper / official scripts 0.6; wsolevaluation 0.7).
         erasing: ``False`` disables the erasing (ablation: B sees the full feature).
         feature_smoothing: 3x3/s1 average pool on the backbone feature; ``None``: VGG16 only.
-        vgg_pooling: ``"acol"`` (ACoL's 3x3 max-pools and the stride-1 pool after conv5_3, both code
-            bases) or ``"torchvision"`` (the CAM backbone's 2x2 pools); VGG16 only.
+        vgg_pooling: VGG16 only. ``"acol"``: the max-pools of ACoL's VGG in both code bases:
+            pool1-pool3 3x3/s2/p1, pool4 3x3/s2/p1 (14x14) or 3x3/s1/p1 (28x28), and an extra
+            3x3/s1/p1 max-pool after conv5_3; ``"torchvision"``: the CAM backbone's 2x2 pools.
         head_init: init of the heads' convs: ``None`` = the code bases' choice (He on ResNet as
             wsolevaluation, Xavier otherwise); ``"xavier"`` or ``"he"`` to force one. He's fan-out
             init of the final 1x1 conv gives very large initial logits when there are few classes.
@@ -34,7 +37,7 @@ class ACoL(WSOLModule):
 
     def __init__(
         self,
-        erase_threshold: float = 0.6,
+        foreground_threshold: float = 0.6,
         erasing: bool = True,
         feature_smoothing: bool | None = None,
         vgg_pooling: VGGPooling = "acol",
@@ -44,23 +47,7 @@ class ACoL(WSOLModule):
         super().__init__(**kwargs)
 
     def build_model(self) -> ACoLNet:
-        hp = self.hparams
-        return ACoLNet(
-            hp.backbone,
-            hp.num_classes,
-            hp.pretrained,
-            hp.large_feature_map,
-            erase_threshold=hp.erase_threshold,
-            erasing=hp.erasing,
-            feature_smoothing=hp.feature_smoothing,
-            vgg_pooling=hp.vgg_pooling,
-            head_init=hp.head_init,
-        )
+        return ACoLNet(**self.network_options(ACoLNet))
 
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return acol_losses(self.model(batch["image"], batch["label"]), batch["label"])
-
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.localization_maps(images, classes)
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
+        return acol_losses(self.model(batch.image, batch.label), batch.label)

@@ -13,8 +13,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
-from wsol_lightning.models.components import build_backbone, gather_class_maps, global_average
 from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.models.components import Backbone, as_backbone, gather_class_maps, global_average
+from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput
+from wsol_lightning.models.components.options import require, require_choice
 
 VGGPooling = Literal["acol", "torchvision"]
 
@@ -86,58 +88,37 @@ def fused_localization_map(
     return torch.maximum(map_a, map_b)
 
 
-class ACoLNet(nn.Module):
+class ACoLNet(LocalizationNetwork):
     """Backbone, optional 3x3 average smoothing, classifiers A and B with adversarial erasing.
 
     ``forward(images, labels)`` erases with A's map of ``labels`` (the GT class in training; at
     evaluation the class being localized); ``labels=None`` uses A's top-1 class.
 
     Args:
-        backbone: backbone name (``vgg16``, ``resnet50``, ``inception_v3``, ``resnet18``).
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 maps at 224 px (the original ACoL VGG) instead of 14x14
-            (wsolevaluation).
-        erase_threshold: ``delta`` in (0, 1]: positions whose normalized A-map is ``>= delta`` are
-            erased (paper / official scripts 0.6; wsolevaluation default 0.7).
-        erasing: ``False`` feeds B the unerased feature (ablation: two plain classifiers).
-        feature_smoothing: 3x3/s1/p1 average pool on the backbone feature; ``None``: on for VGG16
-            only, as in both the official code and wsolevaluation.
-        vgg_pooling: VGG16 only (ignored otherwise). ``"acol"``: the max-pools of ACoL's VGG in
-            both code bases: pool1-pool3 3x3/s2/p1, pool4 3x3/s2/p1 (14x14) or 3x3/s1/p1 (28x28),
-            and an extra 3x3/s1/p1 max-pool after conv5_3. ``"torchvision"``: the shared CAM
-            backbone's 2x2 pools.
-        head_init: initialization of the heads' convs: ``None`` follows the code bases (He for
-            ResNet as wsolevaluation's ``ResNetAcol``, Xavier otherwise), or ``"xavier"``/``"he"``.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
+        foreground_threshold, erasing, feature_smoothing, vgg_pooling, head_init: see
+            :class:`~wsol_lightning.models.acol.ACoL`.
     """
 
     def __init__(
-        self,
-        backbone: str,
-        num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
-        erase_threshold: float = 0.6,
-        erasing: bool = True,
-        feature_smoothing: bool | None = None,
-        vgg_pooling: VGGPooling = "acol",
+        self, backbone: Backbone | str, num_classes: int, foreground_threshold: float = 0.6, erasing: bool = True,
+        feature_smoothing: bool | None = None, vgg_pooling: VGGPooling = "acol",
         head_init: Literal["xavier", "he"] | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 < erase_threshold <= 1.0:
-            raise ValueError(f"erase_threshold must be in (0, 1], got {erase_threshold}")
-        if vgg_pooling not in ("acol", "torchvision"):
-            raise ValueError(f"vgg_pooling must be 'acol' or 'torchvision', got {vgg_pooling!r}")
-        self.erase_threshold = erase_threshold
+        require(0.0 < foreground_threshold <= 1.0, "foreground_threshold", "in (0, 1]", foreground_threshold)
+        require_choice("vgg_pooling", vgg_pooling, ("acol", "torchvision"))
+        self.foreground_threshold = foreground_threshold
         self.erasing = erasing
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
-        if backbone == "vgg16" and vgg_pooling == "acol":
-            self._use_acol_vgg_pools(large_feature_map)
+        self.backbone = as_backbone(backbone)
+        name = self.backbone.name
+        if name == "vgg16" and vgg_pooling == "acol":
+            self._use_acol_vgg_pools(self.backbone.large_feature_map)
         if feature_smoothing is None:
-            feature_smoothing = backbone == "vgg16"
+            feature_smoothing = name == "vgg16"
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
         channels = self.backbone.out_channels
-        init = head_init or ("he" if backbone.startswith("resnet") else "xavier")
+        init = head_init or ("he" if name.startswith("resnet") else "xavier")
         self.classifier = ACoLClassifier(channels, num_classes, init)
         self.classifier_erased = ACoLClassifier(channels, num_classes, init)
 
@@ -161,15 +142,19 @@ class ACoLNet(nn.Module):
         logits = global_average(maps)
         classes = logits.argmax(dim=1) if labels is None else labels
         if self.erasing:
-            mask = erase_mask(maps, classes, self.erase_threshold)
+            mask = erase_mask(maps, classes, self.foreground_threshold)
         else:
             mask = torch.zeros_like(features[:, :1], dtype=torch.bool)
         maps_erased = self.classifier_erased(features.masked_fill(mask, 0.0))
         return ACoLOutput(logits, global_average(maps_erased), maps, maps_erased, mask, classes)
 
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A's logits and the fused map of ``classes[b]`` (B erased with A's map of that class)."""
+    def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
+        """A's logits and the fused map of ``classes[b]`` (default: A's top-1), B erased with A's map of it.
+
+        The erasing depends on the class, so every class's map needs its own pass (export repeats
+        the batch once per class).
+        """
         out = self(images, classes)
-        return out.logits, fused_localization_map(out.class_maps, out.class_maps_erased, classes)
+        return LocalizationOutput(
+            out.logits, fused_localization_map(out.class_maps, out.class_maps_erased, out.classes), out.classes
+        )

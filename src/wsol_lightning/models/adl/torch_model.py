@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.components import Backbone
 from wsol_lightning.models.components.adl import AttentionBasedDropout, DrawMode
 
 #: Position name for "after the neck" (the last 1024-channel conv of the VGG/Inception heads).
@@ -33,42 +34,34 @@ class ADLNet(CAMNet):
     and the map is the plain CAM.
 
     Args:
-        backbone: backbone name.
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
-        adl_positions: backbone unit names (``backbone.unit_names``) after which ADL is inserted,
-            plus ``"neck"`` for after the neck; ``None`` uses :data:`DEFAULT_ADL_POSITIONS`.
-        drop_rate: probability of the drop mask (vs the importance map).
-        drop_threshold: ``gamma`` of the drop mask.
-        draw: ``"batch"`` (official) or ``"sample"``; see :class:`AttentionBasedDropout`.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
+        backbone_units, apply_prob, foreground_threshold, draw: see :class:`~wsol_lightning.models.adl.ADL`.
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
-        adl_positions: Sequence[str] | None = None,
-        drop_rate: float = 0.75,
-        drop_threshold: float = 0.9,
+        backbone_units: Sequence[str] | None = None,
+        apply_prob: float = 0.75,
+        foreground_threshold: float = 0.9,
         draw: DrawMode = "batch",
     ) -> None:
-        super().__init__(backbone, num_classes, pretrained, large_feature_map)
-        positions = list(DEFAULT_ADL_POSITIONS[backbone] if adl_positions is None else adl_positions)
+        super().__init__(backbone, num_classes)
+        name = self.backbone.name
+        positions = list(DEFAULT_ADL_POSITIONS[name] if backbone_units is None else backbone_units)
         if not positions:
-            raise ValueError("adl_positions is empty; name at least one backbone unit or 'neck'")
+            raise ValueError("backbone_units is empty; name at least one backbone unit or 'neck'")
         unknown = set(positions) - set(self.backbone.unit_names) - {NECK_POSITION}
         if unknown:
             raise ValueError(
-                f"adl_positions has unknown units {sorted(unknown)}; {backbone} "
-                f"(large_feature_map={large_feature_map}) has {self.backbone.unit_names} "
+                f"backbone_units has unknown units {sorted(unknown)}; {name} "
+                f"(large_feature_map={self.backbone.large_feature_map}) has {self.backbone.unit_names} "
                 f"and {NECK_POSITION!r}"
             )
 
         def make_adl(_unit: str = "", _channels: int = 0) -> AttentionBasedDropout:
-            return AttentionBasedDropout(drop_rate, drop_threshold, draw)
+            return AttentionBasedDropout(apply_prob, foreground_threshold, draw)
 
         self.backbone.insert_after([p for p in positions if p != NECK_POSITION], make_adl)
         if isinstance(self.neck, nn.Sequential):

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.cam.torch_model import CAMNet
 
@@ -13,7 +14,7 @@ from wsol_lightning.models.cam.torch_model import CAMNet
 class CAM(WSOLModule):
     """Class activation mapping (Zhou et al., CVPR 2016): cross-entropy only; the map is the CAM.
 
-    With ``multilabel`` (e.g. ``data.mri_multilabel``: head + tumour) the loss is the multilabel
+    With ``multilabel`` (e.g. an MRI dataset's ``multilabel``: head + tumour) the loss is the multilabel
     soft margin on the multi-hot targets instead (:meth:`WSOLModule.classification_loss`).
 
     Args:
@@ -26,8 +27,7 @@ class CAM(WSOLModule):
         super().__init__(**kwargs)
 
     def build_model(self) -> CAMNet:
-        hp = self.hparams
-        return CAMNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map)
+        return CAMNet(**self.network_options(CAMNet))
 
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.classification_loss(self.model(batch["image"]).logits, batch)
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
+        return self.classification_loss(self.model(batch.image).logits, batch)

@@ -30,6 +30,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from wsol_lightning.models.components.options import require, require_choice
+
 DrawMode = Literal["batch", "sample"]
 
 
@@ -65,8 +67,7 @@ def draw_drop_selection(
     official rule: true with probability ``drop_rate``); ``draw="sample"``: one ``u`` per image.
     Drawn on the CPU from ``generator`` (or the global RNG).
     """
-    if draw not in ("batch", "sample"):
-        raise ValueError(f"draw must be 'batch' or 'sample', got {draw!r}")
+    require_choice("draw", draw, ("batch", "sample"))
     count = 1 if draw == "batch" else batch_size
     uniform = torch.rand(count, generator=generator)
     return (uniform + drop_rate).floor().bool().expand(batch_size)
@@ -94,12 +95,9 @@ class AttentionBasedDropout(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 <= drop_rate <= 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1], got {drop_rate}")
-        if not 0.0 <= drop_threshold <= 1.0:
-            raise ValueError(f"drop_threshold must be in [0, 1], got {drop_threshold}")
-        if draw not in ("batch", "sample"):
-            raise ValueError(f"draw must be 'batch' or 'sample', got {draw!r}")
+        require(0.0 <= drop_rate <= 1.0, "drop_rate", "in [0, 1]", drop_rate)
+        require(0.0 <= drop_threshold <= 1.0, "drop_threshold", "in [0, 1]", drop_threshold)
+        require_choice("draw", draw, ("batch", "sample"))
         self.drop_rate = drop_rate
         self.drop_threshold = drop_threshold
         self.draw = draw

@@ -1,6 +1,6 @@
 """Training-time batch transforms of the CAM family: Hide-and-Seek and CutMix (CAM note §7).
 
-Both act on the *normalized* training batch ``[B, C, H, W]`` inside the training step and draw
+Both act on the training batch ``[B, C, H, W]`` (RGB in ``[0, 1]``) inside the training step and draw
 every random number from an explicit ``torch.Generator`` (on the CPU), so a seed gives the same
 hidden patches / boxes on every device. Neither is applied at evaluation.
 """
@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from wsol_lightning.models.components.options import require
 
 
 def hidden_patch_mask(
@@ -40,30 +42,29 @@ def hide_patches(
     images: torch.Tensor,
     grid_size: int,
     hide_prob: float,
-    fill: float = 0.0,
+    fill: float | torch.Tensor = 0.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Hide-and-Seek: ``images`` with random grid patches set to ``fill`` (a new tensor).
 
     Args:
-        images: normalized batch ``[B, C, H, W]``.
+        images: batch ``[B, C, H, W]``.
         grid_size: patch side ``S`` in pixels (wsolevaluation's ``has_grid_size``); 0 returns the
             batch unchanged (wsolevaluation's "off").
         hide_prob: probability that a patch is hidden (wsolevaluation's ``has_drop_rate``).
-        fill: value written into hidden patches in every channel. The paper fills with the mean
-            pixel value of the dataset; in the normalized space the batch lives in that mean is
-            0, hence the default (as wsolevaluation, which zeroes the normalized input).
+        fill: value written into hidden patches: one for every channel, or one per channel ``[C]``
+            (HaS passes the backbone's mean pixel, the paper's fill, which is 0 after normalization
+            as in wsolevaluation).
         generator: source of the patch draws (CPU); ``None`` uses the global RNG.
     """
-    if grid_size < 0:
-        raise ValueError(f"grid_size must be >= 0 (0 disables hiding), got {grid_size}")
-    if not 0.0 <= hide_prob <= 1.0:
-        raise ValueError(f"hide_prob must be in [0, 1], got {hide_prob}")
+    require(grid_size >= 0, "grid_size", ">= 0 (0 disables hiding)", grid_size)
+    require(0.0 <= hide_prob <= 1.0, "hide_prob", "in [0, 1]", hide_prob)
     if grid_size == 0:
         return images
     batch_size, _, height, width = images.shape
     hidden = hidden_patch_mask(batch_size, height, width, grid_size, hide_prob, generator)
-    return images.masked_fill(hidden.to(images.device)[:, None], fill)
+    fill = torch.as_tensor(fill, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
+    return torch.where(hidden.to(images.device)[:, None], fill, images)
 
 
 class CutMixBatch(NamedTuple):
@@ -117,10 +118,8 @@ def cutmix(
         generator: source of every draw (CPU); ``None`` uses the global RNG. ``lam`` is drawn by a
             NumPy generator seeded from it (torch's Beta sampler takes no generator).
     """
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0 (0 disables CutMix), got {beta}")
-    if not 0.0 <= prob <= 1.0:
-        raise ValueError(f"prob must be in [0, 1], got {prob}")
+    require(beta >= 0, "beta", ">= 0 (0 disables CutMix)", beta)
+    require(0.0 <= prob <= 1.0, "prob", "in [0, 1]", prob)
     apply = float(torch.rand((), generator=generator)) < prob
     if not apply or beta == 0:
         return CutMixBatch(images, labels, labels, 1.0, (0, 0, 0, 0))

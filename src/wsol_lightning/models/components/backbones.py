@@ -15,6 +15,11 @@ resnet18     512         layer4 stride 1           layer3 and layer4 stride 1 (C
 
 ``pretrained=True`` loads torchvision's ImageNet weights from the torch hub cache and never
 downloads: when the file is missing the error says where to put it.
+
+Every backbone normalizes its own input: images arrive as RGB in ``[0, 1]`` and the backbone
+applies the normalization its weights were trained with (:attr:`Backbone.mean`,
+:attr:`Backbone.std`; the torchvision nets: ImageNet mean/std). Training, evaluation,
+``predict`` and exported models therefore cannot feed a network pixels normalized for another.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from torch import nn
 from torchvision import models as tvm
 
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PretrainedWeightsNotFoundError(FileNotFoundError):
@@ -37,14 +44,16 @@ class PretrainedWeightsNotFoundError(FileNotFoundError):
 
 
 class Backbone(nn.Module):
-    """A feature extractor made of named units run in order.
+    """A feature extractor made of named units run in order, after normalizing its ``[0, 1]`` RGB input.
 
     Attributes:
         units: the ordered units (``nn.ModuleDict`` keeps insertion order).
+        mean, std: per-channel input normalization ``(x - mean) / std`` of the backbone's weights.
         out_channels: channels of the last unit's output.
         unit_channels: output channels of every unit.
         head_lr_units: units trained at the head learning rate (wsolevaluation puts ResNet's
             layer4 there).
+        large_feature_map: the backbone was built for 28x28 maps at 224 px instead of 14x14.
     """
 
     def __init__(
@@ -53,9 +62,16 @@ class Backbone(nn.Module):
         units: OrderedDict[str, nn.Module],
         unit_channels: dict[str, int],
         head_lr_units: Iterable[str] = (),
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        large_feature_map: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
+        self.large_feature_map = large_feature_map
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.register_buffer("_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.units = nn.ModuleDict(units)
         self.unit_channels = dict(unit_channels)
         self.out_channels = unit_channels[next(reversed(units))]
@@ -65,18 +81,27 @@ class Backbone(nn.Module):
     def unit_names(self) -> list[str]:
         return list(self.units.keys())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``(images - mean) / std``: ``[0, 1]`` RGB to the input the weights expect."""
+        return (images - self._mean.to(images.dtype)) / self._std.to(images.dtype)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The last unit's output for ``[0, 1]`` RGB images."""
+        x = self.normalize(images)
         for unit in self.units.values():
             x = unit(x)
         return x
 
-    def forward_features(self, x: torch.Tensor, taps: Iterable[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Run every unit; also return the outputs of the units named in ``taps``."""
+    def forward_features(
+        self, images: torch.Tensor, taps: Iterable[str] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run every unit on ``[0, 1]`` RGB images; also return the outputs of the units named in ``taps``."""
         wanted = set(taps)
         unknown = wanted - set(self.units)
         if unknown:
             raise KeyError(f"unknown backbone units {sorted(unknown)}; {self.name} has {self.unit_names}")
         tapped: dict[str, torch.Tensor] = {}
+        x = self.normalize(images)
         for name, unit in self.units.items():
             x = unit(x)
             if name in wanted:
@@ -149,7 +174,7 @@ def _vgg16(pretrained: bool, large_feature_map: bool) -> Backbone:
             units[f"pool{block}"] = layers[i]
             channels[f"pool{block}"] = ch
         i += 1
-    return Backbone("vgg16", units, channels)
+    return Backbone("vgg16", units, channels, large_feature_map=large_feature_map)
 
 
 # -- ResNet ----------------------------------------------------------------------------------
@@ -185,7 +210,7 @@ def _resnet(name: str, pretrained: bool, large_feature_map: bool) -> Backbone:
             channels[unit] = width * expansion
             if li == 4:
                 head_units.append(unit)
-    return Backbone(name, units, channels, head_lr_units=head_units)
+    return Backbone(name, units, channels, head_lr_units=head_units, large_feature_map=large_feature_map)
 
 
 # -- InceptionV3 -----------------------------------------------------------------------------
@@ -232,7 +257,7 @@ def _inception_v3(pretrained: bool, large_feature_map: bool) -> Backbone:
     for name in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
         units[name] = getattr(net, name)
         channels[name] = 768
-    return Backbone("inception_v3", units, channels)
+    return Backbone("inception_v3", units, channels, large_feature_map=large_feature_map)
 
 
 def build_backbone(name: str, pretrained: bool = False, large_feature_map: bool = False) -> Backbone:
@@ -244,3 +269,8 @@ def build_backbone(name: str, pretrained: bool = False, large_feature_map: bool 
     if name == "inception_v3":
         return _inception_v3(pretrained, large_feature_map)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def as_backbone(backbone: Backbone | str) -> Backbone:
+    """``backbone`` itself, or the backbone of that name (random init, 14x14 maps at 224 px)."""
+    return backbone if isinstance(backbone, Backbone) else build_backbone(backbone)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from wsol_lightning.models.components.options import require
+
 
 class NonLocalBlock(nn.Module):
     """Embedded-Gaussian non-local block, identity at initialization.
@@ -32,11 +34,9 @@ class NonLocalBlock(nn.Module):
 
     def __init__(self, in_channels: int, inter_channels: int | None = None, use_batchnorm: bool = True) -> None:
         super().__init__()
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be positive, got {in_channels}")
+        require(in_channels >= 1, "in_channels", "positive", in_channels)
         inter_channels = max(1, in_channels // 2) if inter_channels is None else inter_channels
-        if inter_channels < 1:
-            raise ValueError(f"inter_channels must be positive, got {inter_channels}")
+        require(inter_channels >= 1, "inter_channels", "positive", inter_channels)
         self.in_channels = in_channels
         self.inter_channels = inter_channels
         self.theta = nn.Conv2d(in_channels, inter_channels, 1)

@@ -26,6 +26,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from wsol_lightning.models.components.options import require, require_choice
+
 #: Which correlation :func:`high_order_self_correlation` returns (SPA's ``--scg_com``,
 #: ``--scg_fo`` and neither flag).
 CorrelationMode = Literal["combined", "first_order", "high_order"]
@@ -84,10 +86,8 @@ def self_correlation(features: torch.Tensor, threshold: float = 0.0) -> torch.Te
 
 
 def _check_order_and_mode(order: int, mode: str) -> None:
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
-    if mode not in ("combined", "first_order", "high_order"):
-        raise ValueError(f"mode must be 'combined', 'first_order' or 'high_order', got {mode!r}")
+    require(order >= 1, "order", ">= 1", order)
+    require_choice("mode", mode, ("combined", "first_order", "high_order"))
 
 
 def _thresholded(correlation: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -346,15 +346,13 @@ def seeded_self_correlation_map(
     """
     if not blocks:
         raise ValueError("at least one feature block is needed")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    spatial = {tuple(b.shape[2:]) for b in blocks}
-    batch = {b.shape[0] for b in blocks}
+    require(chunk_size >= 1, "chunk_size", ">= 1", chunk_size)
+    spatial = {tuple(int(side) for side in b.shape[2:]) for b in blocks}  # ints, also when traced
+    batch = {int(b.shape[0]) for b in blocks}
     if len(spatial) != 1 or len(batch) != 1:
         shapes = [tuple(b.shape) for b in blocks]
         raise ValueError(f"feature blocks must share batch and spatial size, got {shapes}")
-    if not 0.0 <= image_affinity_weight <= 1.0:
-        raise ValueError(f"image_affinity_weight must be in [0, 1], got {image_affinity_weight}")
+    require(0.0 <= image_affinity_weight <= 1.0, "image_affinity_weight", "in [0, 1]", image_affinity_weight)
     if image_affinity_weight > 0 and (image_features is None or image_features.shape[2:] != blocks[0].shape[2:]):
         shape = None if image_features is None else tuple(image_features.shape)
         expected = f"[B, K, {', '.join(str(d) for d in blocks[0].shape[2:])}]"

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import Metric
 
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.hierarchy import ClassHierarchy, load_hierarchy
 from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.components.options import require_choice
 from wsol_lightning.models.danet.loss import (
     hierarchical_cross_entropy,
     official_cosine_loss,
     per_level_cosine_loss,
 )
+from wsol_lightning.models.danet.metrics import LevelAccuracy
 from wsol_lightning.models.danet.torch_model import DANetNet
 
 
@@ -32,8 +33,10 @@ class DANet(WSOLModule):
         hda: hierarchical divergent activation; ``False`` keeps the finest level only.
         dda: discrepant divergent activation: the cosine loss over the GT class's K maps.
         num_maps: K, maps per class (paper/VGG: 8; official InceptionV3: 4).
-        level_units: backbone unit per used level, coarsest first (``None``: the note's units).
-        head_widths: hidden width of every level's head (``None``: the official widths).
+        backbone_units: backbone unit whose output feeds each used level's head, coarsest first
+            (``None``: the note's units).
+        head_width: hidden width of the levels' heads: one for all, or one per level, coarsest first
+            (``None``: the official widths).
         level_loss_weight: weight of each level's cross-entropy (official: 0.5).
         cosine_weight: alpha, weight of the cosine loss (official script: 0.01).
         cosine_form: ``official`` (pairs of a random subset of maps drawn across levels) or
@@ -53,8 +56,8 @@ class DANet(WSOLModule):
         hda: bool = True,
         dda: bool = True,
         num_maps: int = 8,
-        level_units: list[str] | None = None,
-        head_widths: list[int] | None = None,
+        backbone_units: list[str] | None = None,
+        head_width: int | list[int] | None = None,
         level_loss_weight: float = 0.5,
         cosine_weight: float = 0.01,
         cosine_form: Literal["official", "per_level"] = "official",
@@ -63,12 +66,8 @@ class DANet(WSOLModule):
         consistent_level_predictions: bool = False,
         **kwargs: Any,
     ) -> None:
-        if cosine_form not in ("official", "per_level"):
-            raise ValueError(f"cosine_form must be 'official' or 'per_level', got {cosine_form!r}")
+        require_choice("cosine_form", cosine_form, ("official", "per_level"))
         super().__init__(**kwargs)
-        self.val_level_accuracy = self._build_level_accuracy()
-        self.test_level_accuracy = self._build_level_accuracy()
-        self._level_logits: tuple[torch.Tensor, ...] = ()
 
     # -- network --------------------------------------------------------------------------
     def _resolve_hierarchy(self) -> ClassHierarchy:
@@ -93,25 +92,25 @@ class DANet(WSOLModule):
                 f"dda with cosine_form 'official' draws num_selected_maps={selected} of the {total_maps} maps "
                 f"(levels x num_maps); it needs 2 <= num_selected_maps <= {total_maps}: raise num_maps or set dda: false"
             )
-        return DANetNet(
-            hp.backbone,
-            self.hierarchy,
-            num_maps=hp.num_maps,
-            level_units=hp.level_units,
-            head_widths=hp.head_widths,
-            pretrained=hp.pretrained,
-            large_feature_map=hp.large_feature_map,
-        )
+        return DANetNet(**{**self.network_options(DANetNet), "hierarchy": self.hierarchy})
+
+    def configure_metrics(self) -> dict[str, Metric]:
+        """Per-level accuracies ``level<k>_top1`` / ``level<k>_top<n>``."""
+        return {
+            "level_accuracy": LevelAccuracy(
+                self.model.ancestors, self.hierarchy.level_sizes, self.hparams.consistent_level_predictions
+            )
+        }
 
     # -- training -------------------------------------------------------------------------
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        out = self.model(batch["image"])
-        level_labels = self.model.level_labels(batch["label"])
+        out = self.model(batch.image)
+        level_labels = self.model.level_labels(batch.label)
         cross_entropies = hierarchical_cross_entropy(out.level_logits, level_labels, hp.level_loss_weight)
         losses = {f"ce_level{k}": ce for k, ce in enumerate(cross_entropies)}
         if hp.dda:
-            batch_index = torch.arange(batch["label"].shape[0], device=batch["label"].device)
+            batch_index = torch.arange(len(batch), device=batch.label.device)
             gt_maps = [maps[batch_index, labels] for maps, labels in zip(out.level_maps, level_labels)]
             if hp.cosine_form == "official":
                 cosine = official_cosine_loss(gt_maps, hp.num_selected_maps)
@@ -119,69 +118,3 @@ class DANet(WSOLModule):
                 cosine = per_level_cosine_loss(gt_maps)
             losses["cosine"] = hp.cosine_weight * cosine
         return losses
-
-    # -- evaluation -----------------------------------------------------------------------
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Finest logits and the fused map of ``classes[b]`` and its ancestors (note §4)."""
-        out = self.model(images)
-        self._level_logits = out.level_logits
-        return out.logits, self.model.fused_maps(out.level_maps, classes, relu=self.hparams.relu_maps)
-
-    def level_scores(self, level_logits: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        """Per-level class scores used for the per-level accuracies, coarsest first.
-
-        Independent (official): each level's own logits. Consistent: a class's score is the best
-        finest-level logit among its descendants, so the top-1 is the ancestor of the top-1 class.
-        """
-        if not self.hparams.consistent_level_predictions:
-            return list(level_logits)
-        fine = level_logits[-1].float()
-        scores = []
-        for logits, ancestors in zip(level_logits, self.model.ancestors):
-            index = ancestors.expand(fine.shape[0], -1)
-            empty = torch.full((fine.shape[0], logits.shape[1]), float("-inf"), device=fine.device)
-            scores.append(empty.scatter_reduce(1, index, fine, reduce="amax", include_self=True))
-        return scores
-
-    def _build_level_accuracy(self) -> nn.ModuleList:
-        collections = []
-        for size in self.hierarchy.level_sizes:
-            top_k = min(5, size)
-            collections.append(
-                MetricCollection(
-                    {
-                        "top1": MulticlassAccuracy(size, top_k=1, average="micro"),
-                        f"top{top_k}": MulticlassAccuracy(size, top_k=top_k, average="micro"),
-                    }
-                )
-            )
-        return nn.ModuleList(collections)
-
-    def _update_level_accuracy(self, accuracies: nn.ModuleList, labels: torch.Tensor) -> None:
-        level_labels = self.model.level_labels(labels)
-        for accuracy, scores, target in zip(accuracies, self.level_scores(self._level_logits), level_labels):
-            accuracy.update(scores.detach(), target)
-
-    def _log_level_accuracy(self, accuracies: nn.ModuleList, stage: str) -> None:
-        for level, accuracy in enumerate(accuracies):
-            values = {f"{stage}/level{level}_{k}": v for k, v in accuracy.compute().items()}
-            self.log_dict({k: v.float() for k, v in values.items()})
-            accuracy.reset()
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        super().validation_step(batch, batch_idx)
-        self._update_level_accuracy(self.val_level_accuracy, batch["label"])
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        super().test_step(batch, batch_idx)
-        self._update_level_accuracy(self.test_level_accuracy, batch["label"])
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self._log_level_accuracy(self.val_level_accuracy, "val")
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self._log_level_accuracy(self.test_level_accuracy, "test")

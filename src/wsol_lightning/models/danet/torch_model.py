@@ -9,6 +9,7 @@ Conv1x1 to ``C_l * K`` channels, grouped class-major (channel ``c * K + k``) and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import torch
@@ -16,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsol_lightning.hierarchy import ClassHierarchy
-from wsol_lightning.models.components import Backbone, build_backbone
+from wsol_lightning.models.components import Backbone, as_backbone
+from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
+from wsol_lightning.models.components.options import require
 
 #: Head widths per level for the paper's 3-level hierarchy, coarsest first (official code:
 #: VGG16 ``vgg_DA.py``, InceptionV3 ``inception3_CAM345_cos.py``; ResNet is not in the paper).
@@ -44,7 +47,7 @@ def default_level_units(backbone: Backbone, num_levels: int) -> list[str]:
         candidates = [[n for n in names if n.startswith(f"layer{i}_")][-1] for i in (2, 3)] + [names[-1]]
     if not 1 <= num_levels <= len(candidates):
         raise ValueError(
-            f"no default level_units for {num_levels} levels on {backbone.name}: give level_units explicitly "
+            f"no default backbone_units for {num_levels} levels on {backbone.name}: give backbone_units explicitly "
             f"(one unit of {names} per level, coarsest first)"
         )
     return candidates[len(candidates) - num_levels :]
@@ -101,49 +104,46 @@ def fuse_level_maps(level_maps: Sequence[torch.Tensor], relu: bool = True) -> to
     return torch.stack(fused).mean(dim=0)
 
 
-class DANetNet(nn.Module):
+class DANetNet(LocalizationNetwork):
     """Backbone with one K-map head per hierarchy level (HDA) and K maps per class (DDA).
 
     Args:
-        backbone: backbone name.
+        backbone: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
         hierarchy: the class hierarchy (its levels, coarsest first, get one head each).
-        num_maps: K, maps per class (paper/VGG: 8; official InceptionV3: 4; 1 switches DDA off).
-        level_units: backbone unit per level, coarsest first (``None``: :func:`default_level_units`).
-        head_widths: hidden width of each level's head (``None``: :data:`DEFAULT_HEAD_WIDTHS`, last levels).
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
+        num_maps, backbone_units, head_width, relu_maps: see :class:`~wsol_lightning.models.danet.DANet`
+            (``None``: :func:`default_level_units`, :data:`DEFAULT_HEAD_WIDTHS`).
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         hierarchy: ClassHierarchy,
         num_maps: int = 8,
-        level_units: Sequence[str] | None = None,
-        head_widths: Sequence[int] | None = None,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
+        backbone_units: Sequence[str] | None = None,
+        head_width: int | Sequence[int] | None = None,
+        relu_maps: bool = True,
     ) -> None:
         super().__init__()
-        if num_maps < 1:
-            raise ValueError(f"num_maps must be >= 1, got {num_maps}")
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        self.relu_maps = relu_maps
+        require(num_maps >= 1, "num_maps", ">= 1", num_maps)
+        self.backbone = as_backbone(backbone)
         num_levels = hierarchy.num_levels
         units = (
-            list(level_units) if level_units is not None else default_level_units(self.backbone, num_levels)
+            list(backbone_units) if backbone_units is not None else default_level_units(self.backbone, num_levels)
         )
-        hierarchy.check_num_levels(len(units), "level_units")
+        hierarchy.check_num_levels(len(units), "backbone_units")
         unknown = [u for u in units if u not in self.backbone.unit_names]
         if unknown:
-            raise ValueError(f"level_units {unknown} are not units of {backbone}: {self.backbone.unit_names}")
+            raise ValueError(f"backbone_units {unknown} are not units of {self.backbone.name}: {self.backbone.unit_names}")
         order = [self.backbone.unit_names.index(u) for u in units]
         if order != sorted(order):
-            raise ValueError(f"level_units {units} must follow the backbone order (coarsest level earliest)")
+            raise ValueError(f"backbone_units {units} must follow the backbone order (coarsest level earliest)")
+        head_widths = [head_width] * num_levels if isinstance(head_width, int) else head_width
         if head_widths is None:
-            head_widths = DEFAULT_HEAD_WIDTHS[backbone][-num_levels:] if num_levels <= 3 else None
+            head_widths = DEFAULT_HEAD_WIDTHS[self.backbone.name][-num_levels:] if num_levels <= 3 else None
         if head_widths is None or len(head_widths) != num_levels:
             raise ValueError(
-                f"head_widths must give one width per level used ({num_levels}), got {head_widths}"
+                f"head_width must give one width per level used ({num_levels}), got {head_widths}"
             )
         self.level_units = units
         self.num_maps = num_maps
@@ -173,3 +173,22 @@ class DANetNet(nn.Module):
         batch = torch.arange(classes.shape[0], device=classes.device)
         selected = [maps[batch, labels] for maps, labels in zip(level_maps, self.level_labels(classes))]
         return fuse_level_maps(selected, relu=relu)
+
+    def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
+        """Finest logits and the fused map of ``classes[b]`` and its ancestors (note §4).
+
+        ``extras["level_logits"]``: every level's logits, coarsest first (the per-level accuracies).
+        """
+        out = self(images)
+        classes = top1_classes(out.logits, classes)
+        maps = self.fused_maps(out.level_maps, classes, relu=self.relu_maps)
+        return LocalizationOutput(out.logits, maps, classes, MappingProxyType({"level_logits": out.level_logits}))
+
+    def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the fused map of every finest class, in one pass (each level's maps gathered by ancestry)."""
+        out = self(images)
+        per_level = [maps[:, ancestors] for maps, ancestors in zip(out.level_maps, self.ancestors)]  # [B, C, K, h, w]
+        batch, classes = per_level[-1].shape[:2]
+        flat = [m.flatten(0, 1) for m in per_level]
+        fused = fuse_level_maps(flat, relu=self.relu_maps)
+        return out.logits, fused.view(batch, classes, *fused.shape[-2:])

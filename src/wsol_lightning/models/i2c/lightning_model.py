@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 
+from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import gather_class_maps
-from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.i2c.loss import (
     attribute_consistency_loss,
     attribute_global_consistency_loss,
@@ -21,10 +23,9 @@ from wsol_lightning.models.i2c.loss import (
 )
 from wsol_lightning.models.i2c.torch_model import I2CNet, gather_seed_vectors, select_object_seeds
 
-
 NO_ATTRIBUTES = (
     "I2C consistency_unit: attribute needs per-image attributes in the training batches "
-    "('attributes' [B, A]): set data.load_attributes: true (datasets synthetic, cub)"
+    "('attributes' [B, A]): set the dataset's attributes: true (data.dataset Synthetic or CUB)"
 )
 
 
@@ -36,12 +37,13 @@ class I2C(WSOLModule):
     localization map is the plain class map of the GT (eval) or predicted class.
 
     ``consistency_unit: attribute`` replaces the class by the image's binary attributes (batch key
-    ``attributes``, ``data.load_attributes: true``): SC over every image pair of the batch weighted
+    ``attributes``, the dataset's ``attributes: true``): SC over every image pair of the batch weighted
     by the Jaccard overlap of their attribute sets, GC towards the mean of the image's per-attribute
     centroids (equations in :mod:`wsol_lightning.models.i2c.loss`).
 
     Args:
-        seed_threshold: object positions of the min-max normalized GT-class map (paper: 0.7).
+        foreground_threshold: object seeds are positions of the min-max normalized GT-class map
+            ``>=`` it (the paper's seed threshold: 0.7).
         num_seeds: object seeds per image (``local_seed_num``, official: 3).
         seed_sampling: ``random`` (paper: stochastic seeds) or ``raster`` (official C++ op: the first
             object positions in raster order).
@@ -61,7 +63,7 @@ class I2C(WSOLModule):
 
     def __init__(
         self,
-        seed_threshold: float = 0.7,
+        foreground_threshold: float = 0.7,
         num_seeds: int = 3,
         seed_sampling: Literal["random", "raster"] = "random",
         sc_weight: float = 0.008,
@@ -74,31 +76,24 @@ class I2C(WSOLModule):
         num_attributes: int = 0,
         **kwargs: Any,
     ) -> None:
-        if not 0.0 <= seed_threshold < 1.0:
-            raise ValueError(f"seed_threshold must be in [0, 1), got {seed_threshold}")
-        if num_seeds < 1:
-            raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
-        if seed_sampling not in ("random", "raster"):
-            raise ValueError(f"seed_sampling must be 'random' or 'raster', got {seed_sampling!r}")
+        require(0.0 <= foreground_threshold < 1.0, "foreground_threshold", "in [0, 1)", foreground_threshold)
+        require(num_seeds >= 1, "num_seeds", ">= 1", num_seeds)
+        require_choice("seed_sampling", seed_sampling, ("random", "raster"))
         if sc_weight < 0 or gc_weight < 0:
             raise ValueError(f"sc_weight and gc_weight must be >= 0, got {sc_weight} and {gc_weight}")
-        if consistency_unit not in ("class", "attribute"):
-            raise ValueError(f"consistency_unit must be 'class' or 'attribute', got {consistency_unit!r}")
-        if num_attributes < 0:
-            raise ValueError(f"num_attributes must be >= 0, got {num_attributes}")
+        require_choice("consistency_unit", consistency_unit, ("class", "attribute"))
+        require(num_attributes >= 0, "num_attributes", ">= 0", num_attributes)
         super().__init__(**kwargs)
         self._warned_no_pairs = False
 
     def build_model(self) -> I2CNet:
-        hp = self.hparams
-        return I2CNet(
-            hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, hp.head, hp.head_width,
-            hp.head_dropout, hp.centroid_momentum_decay,
-            hp.num_attributes if hp.consistency_unit == "attribute" else 0,
-        )
+        options = self.network_options(I2CNet)
+        options["num_attributes"] = self.hparams.num_attributes if self.hparams.consistency_unit == "attribute" else 0
+        return I2CNet(**options)
 
     def setup(self, stage: str) -> None:
         """Attribute level: size the attribute bank from the datamodule before fit (and DDP) starts."""
+        super().setup(stage)
         if stage != "fit" or self.hparams.consistency_unit != "attribute":
             return
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -120,13 +115,13 @@ class I2C(WSOLModule):
         if centroids is not None and self.model.attribute_bank is None:
             self.model.add_attribute_bank(centroids.shape[0])
 
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        labels = batch["label"]
-        out = self.model(batch["image"])
+        labels = batch.label
+        out = self.model(batch.image)
         losses = {"ce": F.cross_entropy(out.logits, labels)}
         attention = minmax_normalize(gather_class_maps(out.class_maps, labels).float())
-        positions = select_object_seeds(attention, hp.num_seeds, hp.seed_threshold, hp.seed_sampling)
+        positions = select_object_seeds(attention, hp.num_seeds, hp.foreground_threshold, hp.seed_sampling)
         seeds = gather_seed_vectors(out.seed_features, positions)
         if hp.consistency_unit == "attribute":
             losses.update(self.attribute_consistency_losses(seeds, batch))
@@ -142,15 +137,13 @@ class I2C(WSOLModule):
         bank.update(labels[first], centres)
         return losses
 
-    def attribute_consistency_losses(
-        self, seeds: torch.Tensor, batch: dict[str, Any]
-    ) -> dict[str, torch.Tensor]:
+    def attribute_consistency_losses(self, seeds: torch.Tensor, batch: WSOLBatch) -> dict[str, torch.Tensor]:
         """Attribute-level SC and GC of ``seeds [B, S, D]``; updates the attribute bank."""
         hp = self.hparams
-        if "attributes" not in batch:
+        if batch.attributes is None:
             raise ValueError(NO_ATTRIBUTES)
         bank = self.model.attribute_bank
-        present = batch["attributes"] > 0
+        present = batch.attributes > 0
         if bank is None or present.shape[1] != bank.centroids.shape[0]:
             size = 0 if bank is None else bank.centroids.shape[0]
             raise ValueError(
@@ -164,7 +157,3 @@ class I2C(WSOLModule):
         images, attributes = present.nonzero(as_tuple=True)
         bank.update(attributes, centres[images])
         return losses
-
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images)
-        return out.logits, gather_class_maps(out.class_maps, classes)

@@ -12,7 +12,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from wsol_lightning.models.components import CAMClassifier, build_backbone, build_cam_neck, global_average
+from wsol_lightning.models.components import (
+    Backbone,
+    CAMClassifier,
+    as_backbone,
+    build_cam_neck,
+    global_average,
+)
+from wsol_lightning.models.components.network import ClassMapNetwork
+from wsol_lightning.models.components.options import require
 
 
 class I2COutput(NamedTuple):
@@ -81,8 +89,7 @@ class CentroidBank(nn.Module):
 
     def __init__(self, num_classes: int, dim: int, momentum_decay: float = 0.002) -> None:
         super().__init__()
-        if momentum_decay < 0:
-            raise ValueError(f"centroid_momentum_decay must be >= 0, got {momentum_decay}")
+        require(momentum_decay >= 0, "centroid_momentum_decay", ">= 0", momentum_decay)
         self.momentum_decay = momentum_decay
         self.register_buffer("centroids", torch.zeros(num_classes, dim))
         self.register_buffer("visit_count", torch.zeros(num_classes, dtype=torch.long))
@@ -111,29 +118,20 @@ class CentroidBank(nn.Module):
         self.visit_count[present] += 1
 
 
-class I2CNet(nn.Module):
+class I2CNet(ClassMapNetwork):
     """Backbone -> head (class maps, logits), with the backbone features exposed for the seeds.
 
     Args:
-        backbone: backbone name (see :mod:`wsol_lightning.models.components.backbones`).
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px (the I2C code uses 28x28).
-        head: ``i2c`` (the official code's 3-layer head) or ``cam`` (the shared CAM neck + GAP-linear,
-            so that only the I2C losses differ from the CAM baseline).
-        head_width: channels of the ``i2c`` head's 3x3 convs (official: 1024).
-        head_dropout: dropout of the ``i2c`` head (official: 0.5).
-        centroid_momentum_decay: see :class:`CentroidBank`.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
+        head, head_width, head_dropout, centroid_momentum_decay: see :class:`~wsol_lightning.models.i2c.I2C`.
         num_attributes: size of the per-attribute bank ``attribute_bank`` (attribute-level
             consistency); 0: none (:meth:`add_attribute_bank` adds it later).
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
         head: Literal["i2c", "cam"] = "i2c",
         head_width: int = 1024,
         head_dropout: float = 0.5,
@@ -141,14 +139,13 @@ class I2CNet(nn.Module):
         num_attributes: int = 0,
     ) -> None:
         super().__init__()
-        if num_attributes < 0:
-            raise ValueError(f"num_attributes must be >= 0, got {num_attributes}")
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        require(num_attributes >= 0, "num_attributes", ">= 0", num_attributes)
+        self.backbone = as_backbone(backbone)
         channels = self.backbone.out_channels
         if head == "i2c":
             self.head: nn.Module = I2CHead(channels, num_classes, head_width, head_dropout)
         elif head == "cam":
-            self.head = CAMHead(backbone, channels, num_classes)
+            self.head = CAMHead(self.backbone.name, channels, num_classes)
         else:
             raise ValueError(f"head must be 'i2c' or 'cam', got {head!r}")
         self.centroid_bank = CentroidBank(num_classes, channels, centroid_momentum_decay)
@@ -158,8 +155,7 @@ class I2CNet(nn.Module):
 
     def add_attribute_bank(self, num_attributes: int) -> CentroidBank:
         """Add the per-attribute bank (on the class bank's device) and return it."""
-        if num_attributes < 1:
-            raise ValueError(f"num_attributes must be >= 1, got {num_attributes}")
+        require(num_attributes >= 1, "num_attributes", ">= 1", num_attributes)
         bank = self.centroid_bank
         self.attribute_bank = CentroidBank(num_attributes, bank.centroids.shape[1], bank.momentum_decay)
         self.attribute_bank.to(bank.centroids.device)
@@ -186,8 +182,7 @@ def select_object_seeds(
     positions pass they are reused cyclically; when none pass (a constant map) the peak positions
     are used.
     """
-    if num_seeds < 1:
-        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    require(num_seeds >= 1, "num_seeds", ">= 1", num_seeds)
     flat = attention.detach().flatten(1).float()
     mask = flat > threshold
     empty = ~mask.any(dim=1, keepdim=True)

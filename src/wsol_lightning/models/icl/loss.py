@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-ThresholdReference = Literal["minmax", "max"]
-
 import torch
 import torch.nn.functional as F
 
 from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.models.components.options import require_choice
+
+ThresholdReference = Literal["minmax", "max"]
 
 
 class AttentionMasks(NamedTuple):
@@ -137,8 +138,7 @@ def foreground_consistency_loss(
     detached (no gradient reaches the later layer). Samples whose reference is constant (no
     foreground to agree with) are left out.
     """
-    if norm not in ("l2", "l1"):
-        raise ValueError(f"consistency_norm must be 'l2' or 'l1', got {norm!r}")
+    require_choice("consistency_norm", norm, ("l2", "l1"))
     if not earlier:
         raise ValueError("foreground consistency needs at least one earlier attention map")
     reference = reference.detach().float()

@@ -26,6 +26,7 @@ from torch import nn
 
 from wsol_lightning.models.adl.torch_model import DEFAULT_ADL_POSITIONS, NECK_POSITION
 from wsol_lightning.models.cam.torch_model import CAMNet
+from wsol_lightning.models.components import Backbone
 from wsol_lightning.models.components.adl import (
     DrawMode,
     channel_mean_attention,
@@ -34,7 +35,13 @@ from wsol_lightning.models.components.adl import (
     importance_map,
 )
 from wsol_lightning.models.components.non_local import NonLocalBlock
-from wsol_lightning.models.icl.loss import AttentionMasks, ThresholdReference, masked_average_pool, threshold_map
+from wsol_lightning.models.components.options import require, require_choice
+from wsol_lightning.models.icl.loss import (
+    AttentionMasks,
+    ThresholdReference,
+    masked_average_pool,
+    threshold_map,
+)
 
 #: ICL's positions are ADL's (our default: the paper's positions are not verified, see README).
 DEFAULT_ICL_POSITIONS: dict[str, tuple[str, ...]] = dict(DEFAULT_ADL_POSITIONS)
@@ -158,57 +165,43 @@ class ICLNet(CAMNet):
     moves. As in ADL's InceptionV3, the neck's dropout layers are removed.
 
     Args:
-        backbone: backbone name.
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
-        attention_positions: backbone unit names after which an attention layer is inserted, plus
-            ``"neck"`` for after the neck; ``None`` uses ADL's positions for the backbone.
-        contrastive_positions: where the contrastive loss is computed, i.e. which positions get a
-            projection head: ``"last"`` (the last attention position), ``"all"`` or ``"none"``.
-        embedding_dim: projection head output size.
-        use_non_local: non-local blocks at the positions (``False``: ADL's channel-mean attention).
-        non_local_reduction: embedding-channel reduction of the non-local blocks.
-        random_selection: ADL-style random selection in training.
-        drop_rate: probability of the drop mask.
-        drop_threshold: ``gamma_d`` (peak drop).
-        background_threshold: ``gamma_bg`` (background cut).
-        drop_background: the drop mask also removes the background.
-        threshold_reference: ``"minmax"`` or ``"max"``, see :func:`.loss.threshold_map`.
-        draw: ``"batch"`` or ``"sample"`` draws.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
+        backbone_units, apply_prob, foreground_threshold, use_non_local, non_local_reduction,
+            random_selection, background_threshold, drop_background, threshold_reference, draw,
+            embedding_dim: see :class:`~wsol_lightning.models.icl.ICL`.
+        contrastive_units: ``"last"``, ``"all"`` or ``"none"`` (no projection head: the
+            LightningModule passes it when the contrastive loss is off).
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
-        attention_positions: Sequence[str] | None = None,
-        contrastive_positions: Literal["last", "all", "none"] = "last",
+        backbone_units: Sequence[str] | None = None,
+        contrastive_units: Literal["last", "all", "none"] = "last",
         embedding_dim: int = 128,
         use_non_local: bool = True,
         non_local_reduction: int = 2,
         random_selection: bool = True,
-        drop_rate: float = 0.75,
-        drop_threshold: float = 0.9,
+        apply_prob: float = 0.75,
+        foreground_threshold: float = 0.9,
         background_threshold: float = 0.2,
         drop_background: bool = True,
         threshold_reference: ThresholdReference = "minmax",
         draw: DrawMode = "batch",
     ) -> None:
-        super().__init__(backbone, num_classes, pretrained, large_feature_map)
-        positions = list(DEFAULT_ICL_POSITIONS[backbone] if attention_positions is None else attention_positions)
-        self._validate(backbone, large_feature_map, positions, contrastive_positions, embedding_dim,
-                       non_local_reduction, drop_rate, drop_threshold, background_threshold, threshold_reference, draw)
-        self.attention_positions = tuple(p for p in self._forward_order() if p in positions)
-        self.contrastive_positions = {
-            "last": self.attention_positions[-1:], "all": self.attention_positions, "none": ()
-        }[contrastive_positions]
+        super().__init__(backbone, num_classes)
+        positions = list(DEFAULT_ICL_POSITIONS[self.backbone.name] if backbone_units is None else backbone_units)
+        self._validate(positions, contrastive_units, embedding_dim,
+                       non_local_reduction, apply_prob, foreground_threshold, background_threshold, threshold_reference, draw)
+        self.attention_units = tuple(p for p in self._forward_order() if p in positions)
+        self.contrastive_units = {
+            "last": self.attention_units[-1:], "all": self.attention_units, "none": ()
+        }[contrastive_units]
 
         def make_layer(_unit: str, channels: int) -> ICLAttentionLayer:
             return ICLAttentionLayer(
-                channels, use_non_local, non_local_reduction, random_selection, drop_rate, drop_threshold,
+                channels, use_non_local, non_local_reduction, random_selection, apply_prob, foreground_threshold,
                 background_threshold, drop_background, threshold_reference, draw,
             )
 
@@ -220,7 +213,7 @@ class ICLNet(CAMNet):
         self.neck_attention = make_layer(NECK_POSITION, neck_channels) if NECK_POSITION in positions else None
         channels[NECK_POSITION] = neck_channels
         self.projection_heads = nn.ModuleDict(
-            {p: ProjectionHead(channels[p], embedding_dim) for p in self.contrastive_positions}
+            {p: ProjectionHead(channels[p], embedding_dim) for p in self.contrastive_units}
         )
 
     def _forward_order(self) -> list[str]:
@@ -228,43 +221,35 @@ class ICLNet(CAMNet):
 
     def _validate(
         self,
-        backbone: str,
-        large_feature_map: bool,
         positions: list[str],
-        contrastive_positions: str,
+        contrastive_units: str,
         embedding_dim: int,
         non_local_reduction: int,
-        drop_rate: float,
-        drop_threshold: float,
+        apply_prob: float,
+        foreground_threshold: float,
         background_threshold: float,
         threshold_reference: str,
         draw: str,
     ) -> None:
         if not positions:
-            raise ValueError("attention_positions is empty; name at least one backbone unit or 'neck'")
+            raise ValueError("backbone_units is empty; name at least one backbone unit or 'neck'")
         unknown = set(positions) - set(self._forward_order())
         if unknown:
             raise ValueError(
-                f"attention_positions has unknown units {sorted(unknown)}; {backbone} "
-                f"(large_feature_map={large_feature_map}) has {self.backbone.unit_names} and {NECK_POSITION!r}"
+                f"backbone_units has unknown units {sorted(unknown)}; {self.backbone.name} "
+                f"(large_feature_map={self.backbone.large_feature_map}) has {self.backbone.unit_names} and {NECK_POSITION!r}"
             )
-        if contrastive_positions not in ("last", "all", "none"):
-            raise ValueError(f"contrastive_positions must be 'last', 'all' or 'none', got {contrastive_positions!r}")
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
-        if non_local_reduction < 1:
-            raise ValueError(f"non_local_reduction must be >= 1, got {non_local_reduction}")
-        if not 0.0 <= drop_rate <= 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1], got {drop_rate}")
-        if not 0.0 <= background_threshold < drop_threshold <= 1.0:
+        require_choice("contrastive_units", contrastive_units, ("last", "all", "none"))
+        require(embedding_dim >= 1, "embedding_dim", "positive", embedding_dim)
+        require(non_local_reduction >= 1, "non_local_reduction", ">= 1", non_local_reduction)
+        require(0.0 <= apply_prob <= 1.0, "apply_prob", "in [0, 1]", apply_prob)
+        if not 0.0 <= background_threshold < foreground_threshold <= 1.0:
             raise ValueError(
-                "need 0 <= background_threshold < drop_threshold <= 1, got "
-                f"background_threshold={background_threshold}, drop_threshold={drop_threshold}"
+                "need 0 <= background_threshold < foreground_threshold <= 1, got "
+                f"background_threshold={background_threshold}, foreground_threshold={foreground_threshold}"
             )
-        if threshold_reference not in ("minmax", "max"):
-            raise ValueError(f"threshold_reference must be 'minmax' or 'max', got {threshold_reference!r}")
-        if draw not in ("batch", "sample"):
-            raise ValueError(f"draw must be 'batch' or 'sample', got {draw!r}")
+        require_choice("threshold_reference", threshold_reference, ("minmax", "max"))
+        require_choice("draw", draw, ("batch", "sample"))
 
     @property
     def attention_layers(self) -> list[ICLAttentionLayer]:
@@ -274,7 +259,7 @@ class ICLNet(CAMNet):
     def forward(self, images: torch.Tensor) -> ICLOutput:
         attentions: dict[str, torch.Tensor] = {}
         attended_features: dict[str, torch.Tensor] = {}
-        x = images
+        x = self.backbone.normalize(images)
         previous = ""
         for name, unit in self.backbone.units.items():
             if isinstance(unit, ICLAttentionLayer):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.base import WSOLModule
-from wsol_lightning.models.components import LabelLoss, gather_class_maps, label_loss
+from wsol_lightning.models.components import LabelLoss, label_loss
+from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.mcis.loss import pair_targets
 from wsol_lightning.models.mcis.torch_model import MCISNet
 
@@ -26,12 +27,12 @@ class MCIS(WSOLModule):
     features of a pair with the common labels, ``L_con`` classifies the contrastive features of each
     member with its unique labels (only when some pair of the batch has a unique label), and a
     self-pair is an image with its own horizontal flip / rescaled copy (same labels on both sides).
-    An image's labels are the one-hot ``label``, or with ``multilabel`` (e.g. ``data.mri_multilabel``,
+    An image's labels are the one-hot ``label``, or with ``multilabel`` (e.g. an MRI dataset's ``multilabel``,
     head + tumour) the batch's multi-hot ``multi_hot``: the paper's own multi-label setting.
 
     Args:
         num_extra_convs: 3x3 convs after the backbone (official: 3).
-        width: channels of the extra convs and of the co-attention (official: 512).
+        head_width: channels of the extra convs and of the co-attention (official: 512).
         label_loss: ``mlsm`` (paper: multilabel soft margin) or ``ce`` (softmax CE over labelled rows).
         coattention_weight: weight of the co-attention losses (0 switches the branch off).
         contrastive_weight: weight of the contrastive co-attention loss (0 switches it off).
@@ -51,7 +52,7 @@ class MCIS(WSOLModule):
     def __init__(
         self,
         num_extra_convs: int = 3,
-        width: int = 512,
+        head_width: int = 512,
         label_loss: LabelLoss = "mlsm",
         coattention_weight: float = 1.0,
         contrastive_weight: float = 1.0,
@@ -62,38 +63,24 @@ class MCIS(WSOLModule):
         num_test_partners: int = 3,
         **kwargs: Any,
     ) -> None:
-        if label_loss not in ("mlsm", "ce"):
-            raise ValueError(f"label_loss must be 'mlsm' or 'ce', got {label_loss!r}")
+        require_choice("label_loss", label_loss, ("mlsm", "ce"))
         if coattention_weight < 0 or contrastive_weight < 0:
             raise ValueError(
                 f"coattention_weight and contrastive_weight must be >= 0, got {coattention_weight}, {contrastive_weight}"
             )
-        if any(s <= 0 for s in self_pair_scales):
-            raise ValueError(f"self_pair_scales must be positive, got {self_pair_scales}")
-        if localization_map not in ("single", "coattention"):
-            raise ValueError(f"localization_map must be 'single' or 'coattention', got {localization_map!r}")
+        require(all(s > 0 for s in self_pair_scales), "self_pair_scales", "positive", self_pair_scales)
+        require_choice("localization_map", localization_map, ("single", "coattention"))
         if localization_map == "coattention" and not (self_pair_flip or self_pair_scales or num_test_partners):
             raise ValueError("localization_map='coattention' needs self_pair_flip, self_pair_scales or num_test_partners")
-        if num_test_partners < 0:
-            raise ValueError(f"num_test_partners must be >= 0, got {num_test_partners}")
+        require(num_test_partners >= 0, "num_test_partners", ">= 0", num_test_partners)
         super().__init__(**kwargs)
 
     def build_model(self) -> MCISNet:
-        hp = self.hparams
-        return MCISNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, hp.num_extra_convs, hp.width)
+        return MCISNet(**self.network_options(MCISNet))
 
-    def self_pair_images(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The partners of the self-pairs: the horizontal flip and the rescaled copies."""
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        partners = [images.flip(-1)] if hp.self_pair_flip else []
-        for scale in hp.self_pair_scales:
-            size = [max(1, round(side * scale)) for side in images.shape[-2:]]
-            partners.append(F.interpolate(images, size=size, mode="bilinear", align_corners=False))
-        return partners
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        hp = self.hparams
-        images = batch["image"]
+        images = batch.image
         targets = self.class_targets(batch)
         out = self.model(images)
         losses = {"single": label_loss(out.logits, targets, hp.label_loss)}
@@ -113,7 +100,7 @@ class MCIS(WSOLModule):
             )
         losses["contrastive"] = hp.contrastive_weight * contrastive
         self_single, self_coattention = [], []
-        for partner_images in self.self_pair_images(images):
+        for partner_images in self.model.self_pair_images(images):
             partner = self.model(partner_images)
             self_single.append(label_loss(partner.logits, targets, hp.label_loss))
             self_pair = self.model.pair_forward(out.features, partner.features)
@@ -123,32 +110,3 @@ class MCIS(WSOLModule):
             losses["self_pair_single"] = torch.stack(self_single).sum()
             losses["self_pair_coattention"] = hp.coattention_weight * torch.stack(self_coattention).sum()
         return losses
-
-    def localization_maps(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(images)
-        if self.hparams.localization_map == "single":
-            return out.logits, gather_class_maps(out.class_maps, classes)
-        return out.logits, self.coattention_maps(images, out.features, classes)
-
-    def coattention_maps(self, images: torch.Tensor, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Mean of max-normalized ReLU co-attention maps of ``classes`` over self-pairs and same-class partners."""
-        total = features.new_zeros(features.shape[0], *features.shape[-2:], dtype=torch.float32)
-        count = features.new_zeros(features.shape[0], dtype=torch.float32)
-
-        def accumulate(rows: torch.Tensor, partner_features: torch.Tensor) -> None:
-            pair = self.model.pair_forward(features[rows], partner_features)
-            maps = gather_class_maps(pair.coattention_maps_m, classes[rows]).float().relu()
-            peak = maps.flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
-            total[rows] += maps / peak[:, None, None]
-            count[rows] += 1
-
-        everyone = torch.arange(features.shape[0], device=features.device)
-        for partner_images in self.self_pair_images(images):
-            accumulate(everyone, self.model(partner_images).features)
-        same_class = (classes[:, None] == classes[None, :]) & ~torch.eye(len(classes), dtype=torch.bool, device=classes.device)
-        rank = same_class.long().cumsum(dim=1)  # 1-based rank of each partner in batch order
-        for r in range(1, self.hparams.num_test_partners + 1):
-            rows, partners = torch.nonzero(same_class & (rank == r), as_tuple=True)
-            if len(rows):
-                accumulate(rows, features[partners])
-        return total / count.clamp_min(1)[:, None, None]

@@ -8,12 +8,16 @@ are computed in float32 with autocast disabled.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from wsol_lightning.models.components import build_backbone, global_average
+from wsol_lightning.cam import max_normalize
+from wsol_lightning.models.components import Backbone, as_backbone, gather_class_maps, global_average
+from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
+from wsol_lightning.models.components.options import require
 
 
 class MCISOutput(NamedTuple):
@@ -72,7 +76,7 @@ def _init_conv(conv: nn.Conv2d) -> None:
         nn.init.zeros_(conv.bias)
 
 
-class MCISNet(nn.Module):
+class MCISNet(LocalizationNetwork):
     """Backbone -> extra convs -> single-image classifier, with the co-attention pair branch.
 
     Parameters as the official ``VGG_coattention``: ``extra_convs`` (3x3 conv + ReLU, ``width``
@@ -81,27 +85,26 @@ class MCISNet(nn.Module):
     (``extra_gate``, no bias) and the class-agnostic 1x1 gate (``extra_gate_merge``, no bias).
 
     Args:
-        backbone: backbone name (see :mod:`wsol_lightning.models.components.backbones`).
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: stride-8 maps (the official VGG16 "D1" is stride 8).
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
         num_extra_convs: 3x3 convs after the backbone (official: 3).
-        width: channels of the extra convs (official: 512).
+        head_width: channels of the extra convs (official: 512).
+        self_pair_flip, self_pair_scales, localization_map, num_test_partners: see
+            :class:`~wsol_lightning.models.mcis.MCIS`.
     """
 
     def __init__(
-        self,
-        backbone: str,
-        num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
-        num_extra_convs: int = 3,
-        width: int = 512,
+        self, backbone: Backbone | str, num_classes: int, num_extra_convs: int = 3, head_width: int = 512,
+        self_pair_flip: bool = True, self_pair_scales: tuple[float, ...] = (0.75, 2.0),
+        localization_map: Literal["single", "coattention"] = "single", num_test_partners: int = 3,
     ) -> None:
         super().__init__()
-        if num_extra_convs < 0:
-            raise ValueError(f"num_extra_convs must be >= 0, got {num_extra_convs}")
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        width = head_width
+        self.self_pair_flip = self_pair_flip
+        self.self_pair_scales = tuple(self_pair_scales)
+        self.localization_map = localization_map
+        self.num_test_partners = num_test_partners
+        require(num_extra_convs >= 0, "num_extra_convs", ">= 0", num_extra_convs)
+        self.backbone = as_backbone(backbone)
         layers: list[nn.Module] = []
         channels = self.backbone.out_channels
         for _ in range(num_extra_convs):
@@ -138,3 +141,51 @@ class MCISNet(nn.Module):
             global_average(self.coattention_classifier(contrastive_m)),
             global_average(self.coattention_classifier(contrastive_n)),
         )
+
+    def self_pair_images(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The partners of the self-pairs: the horizontal flip and the rescaled copies."""
+        partners = [images.flip(-1)] if self.self_pair_flip else []
+        for scale in self.self_pair_scales:
+            size = [max(1, round(side * scale)) for side in images.shape[-2:]]
+            partners.append(F.interpolate(images, size=size, mode="bilinear", align_corners=False))
+        return partners
+
+    @property
+    def maps_depend_on_batch(self) -> bool:
+        """Co-attention maps with test partners read the other images of the batch."""
+        return self.localization_map == "coattention" and self.num_test_partners > 0
+
+    def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
+        """Logits and the single-image CAM of ``classes[b]``, or its co-attention map (``localization_map``)."""
+        out = self(images)
+        classes = top1_classes(out.logits, classes)
+        if self.localization_map == "single":
+            return LocalizationOutput(out.logits, gather_class_maps(out.class_maps, classes), classes)
+        return LocalizationOutput(out.logits, self.coattention_maps(images, out.features, classes), classes)
+
+    def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.localization_map == "single":
+            out = self(images)
+            return out.logits, out.class_maps
+        return super().localize_all_classes(images)
+
+    def coattention_maps(self, images: torch.Tensor, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Mean of max-normalized ReLU co-attention maps of ``classes`` over self-pairs and same-class partners."""
+        total = features.new_zeros(features.shape[0], *features.shape[-2:], dtype=torch.float32)
+        count = features.new_zeros(features.shape[0], dtype=torch.float32)
+
+        def accumulate(rows: torch.Tensor, partner_features: torch.Tensor) -> None:
+            pair = self.pair_forward(features[rows], partner_features)
+            total[rows] += max_normalize(gather_class_maps(pair.coattention_maps_m, classes[rows]).float().relu())
+            count[rows] += 1
+
+        everyone = torch.arange(features.shape[0], device=features.device)
+        for partner_images in self.self_pair_images(images):
+            accumulate(everyone, self(partner_images).features)
+        same_class = (classes[:, None] == classes[None, :]) & ~torch.eye(len(classes), dtype=torch.bool, device=classes.device)
+        rank = same_class.long().cumsum(dim=1)  # 1-based rank of each partner in batch order
+        for r in range(1, self.num_test_partners + 1):
+            rows, partners = torch.nonzero(same_class & (rank == r), as_tuple=True)
+            if len(rows):
+                accumulate(rows, features[partners])
+        return total / count.clamp_min(1)[:, None, None]

@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol_lightning.models.components import build_backbone, build_cam_neck, gather_class_maps
 from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.models.components import Backbone, as_backbone, build_cam_neck, gather_class_maps
+from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
+from wsol_lightning.models.components.options import require
 from wsol_lightning.models.components.self_correlation import (
     CorrelationMode,
     colour_position_features,
@@ -139,8 +141,7 @@ class SelfCorrelationGenerator(nn.Module):
                 "need 0 <= scg_background_threshold <= scg_object_threshold <= 1, got "
                 f"{background_threshold} and {object_threshold}"
             )
-        if not 0.0 <= image_affinity_weight <= 1.0:
-            raise ValueError(f"scg_image_affinity_weight must be in [0, 1], got {image_affinity_weight}")
+        require(0.0 <= image_affinity_weight <= 1.0, "scg_image_affinity_weight", "in [0, 1]", image_affinity_weight)
         if image_colour_sigma <= 0 or image_position_sigma <= 0:
             raise ValueError(
                 "scg_image_colour_sigma and scg_image_position_sigma must be > 0, got "
@@ -185,7 +186,7 @@ class SelfCorrelationGenerator(nn.Module):
         for block in blocks:
             if block.shape[-2:] != cam.shape[-2:]:
                 raise ValueError(
-                    f"scg_taps blocks must have the class map's resolution {tuple(cam.shape[-2:])}, "
+                    f"the SCG blocks (backbone_units) must have the class map's resolution {tuple(cam.shape[-2:])}, "
                     f"got {tuple(block.shape[-2:])}"
                 )
         object_seeds, background_seeds = self.seeds(cam)
@@ -222,66 +223,77 @@ class SelfCorrelationGenerator(nn.Module):
         return maps.view_as(cam)
 
 
-class SPANet(nn.Module):
+class SPANet(LocalizationNetwork):
     """Backbone -> class-map head ``A`` (logits = GAP(A)); SCG blocks tapped from the backbone.
 
     Args:
-        backbone: backbone name (see :mod:`wsol_lightning.models.components.backbones`).
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
         head: ``spa`` (SPA's two 3x3 convs of 1024 + 1x1 conv) or ``cam`` (the CAM baseline's
             wsolevaluation neck + linear classifier as a 1x1 conv, i.e. the CAM network).
-        scg_taps: backbone units whose outputs feed SCG (``None``: :func:`default_scg_taps`).
-        scg: the SCG settings (``None``: :class:`SelfCorrelationGenerator` defaults).
+        backbone_units: backbone units whose outputs feed SCG (``None``: :func:`default_scg_taps`).
+        generator: the SCG settings (``None``: :class:`SelfCorrelationGenerator` defaults).
+        use_scg: the localization map is SCG's (``False``: the raw CAM ``A_c``).
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
         head: HeadName = "spa",
-        scg_taps: Sequence[str] | None = None,
-        scg: SelfCorrelationGenerator | None = None,
+        backbone_units: Sequence[str] | None = None,
+        generator: SelfCorrelationGenerator | None = None,
+        use_scg: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
+        self.backbone = as_backbone(backbone)
+        name = self.backbone.name
         if head == "spa":
             self.head = _spa_head(self.backbone.out_channels, num_classes)
         elif head == "cam":
-            self.head = _cam_head(backbone, self.backbone.out_channels, num_classes)
+            self.head = _cam_head(name, self.backbone.out_channels, num_classes)
         else:
             raise ValueError(f"head must be 'spa' or 'cam', got {head!r}")
-        taps = tuple(scg_taps) if scg_taps is not None else default_scg_taps(backbone, large_feature_map)
+        taps = tuple(backbone_units) if backbone_units is not None else default_scg_taps(name, self.backbone.large_feature_map)
         unknown = [t for t in taps if t not in self.backbone.units]
         if not taps or unknown:
             raise ValueError(
-                f"scg_taps {list(taps)} must name units of {backbone}: {self.backbone.unit_names}"
+                f"backbone_units {list(taps)} must name units of {name}: {self.backbone.unit_names}"
             )
         self.scg_taps = taps
-        self.scg = scg if scg is not None else SelfCorrelationGenerator()
+        self.generator = generator if generator is not None else SelfCorrelationGenerator()
+        self.use_scg = use_scg
 
     def forward(self, images: torch.Tensor) -> SPAOutput:
         features, tapped = self.backbone.forward_features(images, self.scg_taps)
         class_maps = self.head(features)
         return SPAOutput(class_maps.mean(dim=(2, 3)), class_maps, tuple(tapped[t] for t in self.scg_taps))
 
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor, use_scg: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's, or the raw CAM ``A_c``.
+    @property
+    def maps_depend_on_batch(self) -> bool:
+        """Cross-image SCG takes each image's partner from its batch."""
+        return self.use_scg and self.generator.cross_image
 
-        With ``scg.cross_image`` the partner of each image is chosen in the batch by
-        :func:`same_class_partners` and its seeds come from its map of the same class.
+    def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
+        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's (``use_scg``), or the raw CAM ``A_c``.
+
+        With the generator's ``cross_image`` the partner of each image is chosen in the batch by
+        :func:`same_class_partners` and its seeds come from its map of the same class. The image
+        affinity reads the normalized input, the backbone's own.
         """
         out = self(images)
+        classes = top1_classes(out.logits, classes)
         cam = gather_class_maps(out.class_maps, classes)
-        if not use_scg:
-            return out.logits, cam
+        if not self.use_scg:
+            return LocalizationOutput(out.logits, cam, classes)
         partners = partner_cams = None
-        if self.scg.cross_image:
+        if self.generator.cross_image:
             partners = same_class_partners(out.logits, classes)
             partner_cams = out.class_maps[partners, classes]
-        return out.logits, self.scg(out.blocks, cam, images, partners, partner_cams)
+        maps = self.generator(out.blocks, cam, self.backbone.normalize(images), partners, partner_cams)
+        return LocalizationOutput(out.logits, maps, classes)
+
+    def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.use_scg:
+            out = self(images)
+            return out.logits, out.class_maps
+        return super().localize_all_classes(images)

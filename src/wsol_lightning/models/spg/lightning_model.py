@@ -6,7 +6,9 @@ from typing import Any
 
 import torch
 
+from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.components.options import require
 from wsol_lightning.models.spg.loss import SeedThresholds, spg_losses
 from wsol_lightning.models.spg.torch_model import SPGNet
 
@@ -28,7 +30,7 @@ class SPG(WSOLModule):
             ``score > fallback_ratio * max`` instead (wsolevaluation: 30, at any input size).
         fallback_ratio: the ratio of that fallback rule (wsolevaluation: 0.7).
         guidance_weight: weight of the three guidance terms (SPG: 1; 0 trains the classifier alone).
-        guidance_units: the two backbone units feeding B1 and B2; ``None``: wsolevaluation's
+        backbone_units: the two backbone units feeding B1 and B2; ``None``: wsolevaluation's
             (see :data:`~wsol_lightning.models.spg.torch_model.DEFAULT_GUIDANCE_UNITS`).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
@@ -41,7 +43,7 @@ class SPG(WSOLModule):
         min_foreground_pixels: int = 30,
         fallback_ratio: float = 0.7,
         guidance_weight: float = 1.0,
-        guidance_units: tuple[str, str] | None = None,
+        backbone_units: tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         for key, pair in (
@@ -51,31 +53,25 @@ class SPG(WSOLModule):
         ):
             if len(pair) != 2 or not 0.0 <= pair[1] <= pair[0] <= 1.0:
                 raise ValueError(f"{key} must be (high, low) with 0 <= low <= high <= 1, got {tuple(pair)}")
-        if min_foreground_pixels < 0:
-            raise ValueError(f"min_foreground_pixels must be >= 0, got {min_foreground_pixels}")
-        if not 0.0 <= fallback_ratio <= 1.0:
-            raise ValueError(f"fallback_ratio must be in [0, 1], got {fallback_ratio}")
-        if guidance_weight < 0:
-            raise ValueError(f"guidance_weight must be >= 0, got {guidance_weight}")
+        require(min_foreground_pixels >= 0, "min_foreground_pixels", ">= 0", min_foreground_pixels)
+        require(0.0 <= fallback_ratio <= 1.0, "fallback_ratio", "in [0, 1]", fallback_ratio)
+        require(guidance_weight >= 0, "guidance_weight", ">= 0", guidance_weight)
         super().__init__(**kwargs)
 
     def build_model(self) -> SPGNet:
-        hp = self.hparams
-        units = None if hp.guidance_units is None else tuple(hp.guidance_units)
-        return SPGNet(hp.backbone, hp.num_classes, hp.pretrained, hp.large_feature_map, guidance_units=units)
+        return SPGNet(**self.network_options(SPGNet))
 
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        images = batch["image"]
-        out = self.model(images)
+        out = self.model(batch.image)
         return spg_losses(
             out.logits,
             out.class_maps,
             out.guidance_b1,
             out.guidance_b2,
             out.guidance_c,
-            batch["label"],
-            tuple(images.shape[-2:]),
+            batch.label,
+            tuple(batch.image.shape[-2:]),
             attention_thresholds=SeedThresholds(*hp.attention_thresholds),
             b2_thresholds=SeedThresholds(*hp.b2_thresholds),
             fused_thresholds=SeedThresholds(*hp.fused_thresholds),
@@ -83,8 +79,3 @@ class SPG(WSOLModule):
             fallback_ratio=hp.fallback_ratio,
             guidance_weight=hp.guidance_weight,
         )
-
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.localization_maps(images, classes)

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from wsol_lightning.models.components import gather_class_maps
 from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.models.components import gather_class_maps
 
 #: Mask value of pixels left out of the guidance losses.
 IGNORE = 255

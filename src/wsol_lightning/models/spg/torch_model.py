@@ -12,12 +12,14 @@ backbones. Shapes for batch ``B``, classes ``C``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from wsol_lightning.models.components import build_backbone, build_cam_neck, gather_class_maps, global_average
+from wsol_lightning.models.components import Backbone, as_backbone, build_cam_neck, global_average
+from wsol_lightning.models.components.network import ClassMapNetwork
 
 #: Units whose outputs feed B1 and B2, per backbone and ``large_feature_map`` (wsolevaluation's
 #: SPG_A1 / SPG_A2 ends: VGG after conv4 (+its pool) and conv5; ResNet after layer3's first block and
@@ -73,42 +75,38 @@ def _build_head(backbone: str, in_channels: int) -> tuple[nn.Module, int]:
     return nn.Identity(), in_channels
 
 
-class SPGNet(nn.Module):
+class SPGNet(ClassMapNetwork):
     """Backbone, head, class-map classifier, guidance branches B1/B2 and head C.
 
     Args:
-        backbone: backbone name (``vgg16``, ``resnet50``, ``inception_v3``, ``resnet18``).
-        num_classes: number of classes.
-        pretrained: load cached ImageNet weights.
-        large_feature_map: 28x28 instead of 14x14 maps at 224 px.
-        guidance_units: the two backbone units (``backbone.unit_names``) whose outputs feed B1 and
-            B2, in forward order; ``None`` uses :data:`DEFAULT_GUIDANCE_UNITS`.
+        backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
+        backbone_units: the two backbone units whose outputs feed B1 and B2, in forward order;
+            ``None`` uses :data:`DEFAULT_GUIDANCE_UNITS`.
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: Backbone | str,
         num_classes: int,
-        pretrained: bool = False,
-        large_feature_map: bool = False,
-        guidance_units: tuple[str, str] | None = None,
+        backbone_units: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone, pretrained, large_feature_map)
-        default_units = DEFAULT_GUIDANCE_UNITS[(backbone, large_feature_map)]
-        units = tuple(default_units if guidance_units is None else guidance_units)
+        self.backbone = as_backbone(backbone)
+        name, large_feature_map = self.backbone.name, self.backbone.large_feature_map
+        default_units = DEFAULT_GUIDANCE_UNITS[(name, large_feature_map)]
+        units = tuple(default_units if backbone_units is None else backbone_units)
         names = self.backbone.unit_names
         if len(units) != 2 or any(u not in names for u in units):
             raise ValueError(
-                f"guidance_units must name two units of {backbone} (large_feature_map={large_feature_map}); "
+                f"backbone_units must name two units of {name} (large_feature_map={large_feature_map}); "
                 f"got {list(units)}, available {names}"
             )
         if names.index(units[0]) >= names.index(units[1]):
-            raise ValueError(f"guidance_units must be in forward order (B1 before B2), got {list(units)}")
+            raise ValueError(f"backbone_units must be in forward order (B1 before B2), got {list(units)}")
         self.guidance_units = units
-        self.head, channels = _build_head(backbone, self.backbone.out_channels)
+        self.head, channels = _build_head(name, self.backbone.out_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        width = _BRANCH_WIDTH[backbone]
+        width = _BRANCH_WIDTH[name]
         self.branch_b1 = _conv_relu(self.backbone.unit_channels[units[0]], width)
         self.branch_b2 = _conv_relu(self.backbone.unit_channels[units[1]], width)
         self.branch_shared = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 1, 1))
@@ -124,10 +122,3 @@ class SPGNet(nn.Module):
         class_maps = self.classifier(features)
         guidance_c = self.head_c(features)
         return SPGOutput(global_average(class_maps), class_maps, guidance_b1, guidance_b2, guidance_c)
-
-    def localization_maps(
-        self, images: torch.Tensor, classes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and the class map ``M_c`` of ``classes[b]`` (SPG's CAM at inference) ``[B, h, w]``."""
-        out = self(images)
-        return out.logits, gather_class_maps(out.class_maps, classes)

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wsol_lightning.data.datasets.base import RawSample, WSOLDataset
-from wsol_lightning.data.datasets.index import NO_SIZE, SplitIndex
+from wsol_lightning.data.datasets.base import DatasetSpec, RawSample, WSOLDataset
+from wsol_lightning.data.datasets.split_index import NO_SIZE, SplitIndex
 from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class IndexedImageDataset(WSOLDataset):
         self._class_names = list(class_names)
         self.with_masks = with_masks
         self.scan = scan
+        self.provided_fields = type(self).provided_fields | ({"mask"} if with_masks else set())
 
     def __len__(self) -> int:
         return len(self.index)
@@ -291,3 +292,29 @@ class IndexedImageDataset(WSOLDataset):
             image=image, label=int(self.index.labels[index]), boxes=boxes, image_id=rel, masks=masks,
             attributes=attributes,
         )
+
+
+class MetadataDatasetSpec(DatasetSpec):
+    """Options shared by the on-disk datasets of the wsolevaluation protocol (CUB, ILSVRC, OpenImages).
+
+    Args:
+        root: the dataset folder (see the dataset's module for the layouts it reads).
+        metadata_dir: wsolevaluation metadata folder of the dataset (``metadata/CUB`` ...);
+            default: searched next to ``root``.
+        cache_dir: where split indexes are cached; default ``<root>/.wsol_index`` when writable,
+            else ``~/.cache/wsol_lightning``.
+        num_val_sample_per_class: keep at most this many val images per class, seeded (0: all;
+            wsolevaluation tunes with 10 / 5 / 5 for ILSVRC / CUB / OpenImages).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        metadata_dir: str | None = None,
+        cache_dir: str | None = None,
+        num_val_sample_per_class: int = 0,
+    ) -> None:
+        self.root = root
+        self.metadata_dir = metadata_dir
+        self.cache_dir = cache_dir
+        self.num_val_sample_per_class = num_val_sample_per_class

@@ -1,0 +1,18 @@
+"""One-line checks of a method's options: a bad value is a ``ValueError`` naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def require(condition: bool, key: str, requirement: str, value: Any) -> None:
+    """Raise ``ValueError("<key> must be <requirement>, got <value>")`` unless ``condition``."""
+    if not condition:
+        raise ValueError(f"{key} must be {requirement}, got {value!r}")
+
+
+def require_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """``value`` is one of ``choices`` (the message lists them)."""
+    choices = tuple(choices)
+    require(value in choices, key, "one of " + ", ".join(repr(c) for c in choices), value)
