@@ -1,25 +1,29 @@
-"""``wsol compare``: a method x metric table (markdown and CSV) and a bar chart PNG of finished runs.
+"""``wsol compare``: finished runs side by side (markdown, CSV and a chart), one row per run or per config.
 
-Runs come from folders (searched recursively) holding W&B offline runs (``offline-run-*/run-*.wandb``,
-read record by record; the run's ``files/wandb-summary.json`` when the record file is absent) or
-Lightning ``CSVLogger`` logs (``metrics.csv``, with the ``config.yaml`` the CLI saves beside it),
-or, with ``--project``, from the W&B API (online)::
+Runs are the folders holding a ``summary.json`` (every CLI run writes one,
+:class:`~wsol_lightning.callbacks.RunSummary`), searched recursively under the given paths, or with
+``--project`` the runs of a W&B project (online, through W&B's own API)::
 
     wsol compare runs/cam runs/acol --output reports/synthetic
+    wsol compare runs/benchmark --group --output reports/seeds     # mean +- std over seeds
     wsol compare --project my-team/wsol-lightning --output reports/paper
 
-Each run is named ``method-backbone-dataset`` (from the config the CLI logged; otherwise the
-folder name). A metric's value is its last logged value; ``test/`` metrics are used when any run
-has them, else ``val/``.
+A row is a run: its name, id, date, method, backbone, dataset, seed and its metrics, test metrics
+when the run was tested, else the last validation's (the ``stage`` column says which). Every metric
+column is in percent (classification accuracies, logged as fractions, are scaled) and the header
+says so. ``--group`` puts the runs of one method, backbone, dataset and configuration (the
+``config.yaml`` the CLI saved, without the seed and the output folders) in one row: mean +- std and
+the number of runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,251 +31,218 @@ from typing import Any
 import numpy as np
 import yaml
 
-from wsol_lightning.callbacks.wandb_report import identity_from_config
+from wsol_lightning.callbacks.run_summary import SUMMARY_NAME, read_summary
+from wsol_lightning.errors import UserError
+from wsol_lightning.stats import summarize
 
 #: Metrics shown by default, in this order, when a run logged them.
 DEFAULT_METRICS = ("maxboxacc_v2", "gt_known_loc", "top1_loc", "top5_loc", "pxap", "cls_top1")
-
-_WANDB_MAGIC = b":W&B"
-_WANDB_HEADER = 7  # magic, 2-byte format id, version byte
-_BLOCK = 32768  # the LevelDB log format the .wandb record file uses: 32 KiB blocks of chunks
-_CHUNK_HEADER = 7  # crc32c (4), length (2, little endian), type (1)
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+#: Metrics logged as fractions (shown in percent).
+FRACTION_PREFIXES = ("cls_", "level")
+#: Config keys that differ between runs of one configuration (left out of its fingerprint).
+VOLATILE_KEYS = ("seed_everything", "ckpt_path")
+VOLATILE_TRAINER_KEYS = ("default_root_dir", "logger", "callbacks")
 
 
 @dataclass
-class RunResult:
-    """One run's identity and last metric values."""
+class Run:
+    """One finished run: identity, the stage its metrics come from, metrics in percent."""
 
+    name: str
+    run_id: str
+    date: str
     method: str
     backbone: str
     dataset: str
+    seed: int
+    stage: str
     metrics: dict[str, float] = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.method}-{self.backbone}-{self.dataset}"
+    config: str = ""
+    folder: str = ""
 
 
-def wandb_record_payloads(path: Path) -> Iterator[bytes]:
-    """The serialized records of a ``run-*.wandb`` file (a partial last record is skipped)."""
-    data = path.read_bytes()
-    if not data.startswith(_WANDB_MAGIC):
-        raise ValueError(f"{path} is not a W&B record file (no {_WANDB_MAGIC!r} header)")
-    position, pieces = _WANDB_HEADER, []
-    while position + _CHUNK_HEADER <= len(data):
-        left_in_block = _BLOCK - position % _BLOCK
-        if left_in_block < _CHUNK_HEADER:
-            position += left_in_block
-            continue
-        length = int.from_bytes(data[position + 4:position + 6], "little")
-        kind = data[position + 6]
-        start, position = position + _CHUNK_HEADER, position + _CHUNK_HEADER + length
-        if kind == 0 or position > len(data):  # block padding, or a record still being written
-            position = start - _CHUNK_HEADER + left_in_block
-            if position > len(data) or kind != 0:
-                return
-            continue
-        if kind == _FULL:
-            yield data[start:position]
-        elif kind == _FIRST:
-            pieces = [data[start:position]]
-        elif kind == _MIDDLE:
-            pieces.append(data[start:position])
-        elif kind == _LAST:
-            yield b"".join([*pieces, data[start:position]])
+def percent(name: str, value: float) -> float:
+    """A metric value in percent (fractions are scaled)."""
+    return value * 100.0 if name.startswith(FRACTION_PREFIXES) else value
 
 
-def _item_value(item: Any) -> Any:
-    if item.value_json:
-        return json.loads(item.value_json)
-    has_typed_value = any(oneof.name == "value" for oneof in item.DESCRIPTOR.oneofs)  # HistoryItem only
-    kind = item.WhichOneof("value") if has_typed_value else None
-    return getattr(item, kind) if kind else None
+def config_fingerprint(folder: Path) -> str:
+    """A short digest of the run's ``config.yaml`` without seed and output folders ("" without one)."""
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return ""
+    config = yaml.safe_load(path.read_text()) or {}
+    for key in VOLATILE_KEYS:
+        config.pop(key, None)
+    for key in VOLATILE_TRAINER_KEYS:
+        (config.get("trainer") or {}).pop(key, None)
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _item_key(item: Any) -> str:
-    return "/".join(item.nested_key) if item.nested_key else item.key
-
-
-def _numbers(values: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v) for k, v in values.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def run_from_summary(folder: Path) -> Run | None:
+    """The :class:`Run` of a folder's ``summary.json`` (``None`` when it has no metrics yet)."""
+    summary = read_summary(folder)
+    stage = next((s for s in ("test", "validate", "fit") if summary.get(s, {}).get("metrics")), None)
+    if stage is None:
+        return None
+    run = summary.get("run", {})
+    prefix = "test/" if stage == "test" else "val/"
+    metrics = {
+        key.removeprefix(prefix): percent(key.removeprefix(prefix), value)
+        for key, value in summary[stage]["metrics"].items()
+        if key.startswith(prefix)
     }
+    return Run(
+        name=str(run.get("name", folder.name)), run_id=str(run.get("id", "")),
+        date=str(summary[stage].get("finished", run.get("created", ""))), method=str(run.get("method", "?")),
+        backbone=str(run.get("backbone", "?")), dataset=str(run.get("dataset", "?")),
+        seed=int(run.get("seed", -1)), stage=stage, metrics=metrics, config=config_fingerprint(folder),
+        folder=str(folder),
+    )
 
 
-def _identity(config: dict[str, Any], fallback_method: str) -> dict[str, str]:
-    """From the keys the CLI logs (``method``...), a CLI config (``model``...), else hyper-parameters."""
-    if {"method", "backbone", "dataset"} <= config.keys():
-        return {k: str(config[k]) for k in ("method", "backbone", "dataset")}
-    if "model" in config:
-        return identity_from_config(config)
-    return {"method": fallback_method, "backbone": str(config.get("backbone", "?")), "dataset": "?"}
+def discover_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Every run with metrics under ``paths``, in the order found (sorted within a path).
 
-
-def load_wandb_offline_run(run_dir: Path) -> RunResult:
-    """A W&B offline run folder (``offline-run-*``): its config identity and last metrics."""
-    from wandb.proto import wandb_internal_pb2
-
-    record_files = sorted(run_dir.glob("run-*.wandb"))
-    config: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    fallback_method = run_dir.name
-    if record_files:
-        for payload in wandb_record_payloads(record_files[0]):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(payload)
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                fallback_method = record.run.run_group or record.run.display_name or fallback_method
-                config.update({_item_key(i): _item_value(i) for i in record.run.config.update})
-            elif kind == "config":
-                config.update({_item_key(i): _item_value(i) for i in record.config.update})
-            elif kind == "history":
-                metrics.update({_item_key(i): _item_value(i) for i in record.history.item})
-            elif kind == "summary":
-                metrics.update({_item_key(i): _item_value(i) for i in record.summary.update})
-    elif (run_dir / "files" / "wandb-summary.json").is_file():
-        metrics = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
-        config_file = run_dir / "files" / "config.yaml"
-        if config_file.is_file():
-            raw = yaml.safe_load(config_file.read_text()) or {}
-            config = {k: v.get("value") if isinstance(v, dict) else v for k, v in raw.items()}
-    else:
-        raise FileNotFoundError(f"{run_dir}: neither run-*.wandb nor files/wandb-summary.json")
-    return RunResult(**_identity(config, fallback_method), metrics=_numbers(metrics), source=str(run_dir))
-
-
-def load_csv_run(metrics_csv: Path) -> RunResult:
-    """A ``CSVLogger`` run: last value of each column of ``metrics.csv``, identity from ``config.yaml``."""
-    last: dict[str, float] = {}
-    with metrics_csv.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            last.update({k: float(v) for k, v in row.items() if k and v not in (None, "")})
-    config: dict[str, Any] = {}
-    for folder in (metrics_csv.parent, *metrics_csv.parents[:3]):
-        if (folder / "config.yaml").is_file():
-            config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-            break
-    log_folder = metrics_csv.parent
-    fallback = log_folder.parent.name if log_folder.name.startswith("version_") else log_folder.name
-    return RunResult(**_identity(config, fallback), metrics=_numbers(last), source=str(metrics_csv))
-
-
-def discover_runs(paths: Sequence[str | Path]) -> list[RunResult]:
-    """Every W&B offline run and CSV log under ``paths`` (folders searched recursively)."""
-    runs: list[RunResult] = []
+    Raises:
+        UserError: a path does not exist or holds no finished run.
+    """
+    runs: list[Run] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"run folder not found: {path}")
-        found = False
-        wandb_dirs = {p.parent for p in path.rglob("run-*.wandb")}
-        wandb_dirs |= {p.parent.parent for p in path.rglob("files/wandb-summary.json")}
-        if path.name.startswith(("offline-run-", "run-")) and path.is_dir():
-            wandb_dirs.add(path)
-        for run_dir in sorted(d for d in wandb_dirs if d.name.startswith(("offline-run-", "run-"))):
-            runs.append(load_wandb_offline_run(run_dir))
-            found = True
-        csv_files = [path] if path.name == "metrics.csv" else sorted(path.rglob("metrics.csv"))
-        for metrics_csv in csv_files:
-            runs.append(load_csv_run(metrics_csv))
-            found = True
+            raise UserError(f"{path}: no such folder")
+        found = [run_from_summary(p.parent) for p in sorted(path.rglob(SUMMARY_NAME))]
+        found = [r for r in found if r is not None]
         if not found:
-            raise FileNotFoundError(
-                f"{path}: no W&B run (offline-run-*/run-*.wandb) and no metrics.csv inside"
+            raise UserError(
+                f"{path}: no finished run below it (a run folder holds the {SUMMARY_NAME} that wsol fit/test write)"
             )
+        runs += found
     return runs
 
 
-def load_api_runs(project: str) -> list[RunResult]:
-    """The runs of a W&B project (``entity/project``) through the public API (needs the network)."""
+def load_api_runs(project: str) -> list[Run]:
+    """The finished runs of a W&B project through W&B's API (needs network and credentials)."""
     import wandb
 
     runs = []
-    for run in wandb.Api().runs(project):
-        config = dict(run.config)
-        identity = _identity(config, run.name)
-        runs.append(RunResult(**identity, metrics=_numbers(dict(run.summary)), source=run.url))
+    for api_run in wandb.Api().runs(project):
+        summary = {k: v for k, v in api_run.summary.items() if isinstance(v, (int, float))}
+        stage = "test" if any(k.startswith("test/") for k in summary) else "fit"
+        prefix = "test/" if stage == "test" else "val/"
+        config = api_run.config or {}
+        runs.append(Run(
+            name=api_run.name, run_id=api_run.id, date=str(api_run.created_at), method=str(config.get("method", "?")),
+            backbone=str(config.get("backbone", "?")), dataset=str(config.get("dataset", "?")),
+            seed=int((config.get("cli") or {}).get("seed_everything", -1)), stage=stage,
+            metrics={k.removeprefix(prefix): percent(k.removeprefix(prefix), float(v))
+                     for k, v in summary.items() if k.startswith(prefix)},
+        ))
     return runs
 
 
-def choose_metrics(runs: Sequence[RunResult], names: Sequence[str] | None = None) -> list[str]:
-    """The metric columns: ``names`` as given, else :data:`DEFAULT_METRICS` under ``test/`` (or ``val/``)."""
+def choose_metrics(runs: Sequence[Run], names: Sequence[str] | None = None) -> list[str]:
+    """``names``, or the default metrics any run has (then its other MaxBoxAcc columns)."""
     if names:
         return list(names)
-    logged = {key for run in runs for key in run.metrics}
-    stage = "test" if any(key.startswith("test/") for key in logged) else "val"
-    return [f"{stage}/{name}" for name in DEFAULT_METRICS if f"{stage}/{name}" in logged]
+    present = {m for r in runs for m in r.metrics}
+    return [m for m in DEFAULT_METRICS if m in present]
 
 
-def comparison_rows(runs: Sequence[RunResult], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per run: method, backbone, dataset and each metric (``NaN`` when the run lacks it)."""
-    return [
-        {"method": r.method, "backbone": r.backbone, "dataset": r.dataset,
-         **{m: r.metrics.get(m, math.nan) for m in metrics}}
-        for r in runs
-    ]
+def run_rows(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per run."""
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"name": r.name, "id": r.run_id, "date": r.date[:19], "method": r.method,
+                               "backbone": r.backbone, "dataset": r.dataset, "seed": r.seed, "stage": r.stage}
+        row.update({f"{m} (%)": r.metrics.get(m) for m in metrics})
+        rows.append(row)
+    return rows
+
+
+def grouped_rows(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (method, backbone, dataset, config): ``mean +- std`` over its runs and their count."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.method, r.backbone, r.dataset, r.config, r.stage), []).append(r)
+    rows = []
+    for (method, backbone, dataset, config, stage), members in groups.items():
+        row: dict[str, Any] = {"method": method, "backbone": backbone, "dataset": dataset, "config": config,
+                               "stage": stage, "runs": len(members),
+                               "seeds": " ".join(str(m.seed) for m in sorted(members, key=lambda m: m.seed))}
+        for m in metrics:
+            values = [r.metrics[m] for r in members if m in r.metrics]
+            row[f"{m} (%)"] = summarize(values) if values else None
+        rows.append(row)
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if hasattr(value, "mean"):
+        return f"{value.mean:.2f} ± {value.std:.2f}" if value.n > 1 else f"{value.mean:.2f}"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A GitHub markdown table of ``rows`` (floats with two decimals, missing as ``-``)."""
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [
-            ("-" if math.isnan(v) else f"{v:.2f}") if isinstance(v, float) else str(v) for v in row.values()
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(
-    runs: Sequence[RunResult], output: str | Path, metrics: Sequence[str] | None = None
-) -> dict[str, Path]:
-    """Write ``comparison.md``, ``.csv`` and ``.png`` under ``output``; returns their paths."""
+def write_comparison(rows: Sequence[dict[str, Any]], metrics: Sequence[str], output: Path) -> dict[str, Path]:
+    """``comparison.md``, ``comparison.csv`` and ``comparison.png`` (one bar per row and metric) under ``output``."""
     from wsol_lightning.plots import comparison_figure, save_figure
 
-    if not runs:
-        raise ValueError("no runs to compare")
-    columns = choose_metrics(runs, metrics)
-    if not columns:
-        raise ValueError(f"the runs logged none of the metrics {', '.join(DEFAULT_METRICS)}; pass --metrics")
-    rows = comparison_rows(runs, columns)
-    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": output / "comparison.md", "csv": output / "comparison.csv",
-             "png": output / "comparison.png"}
+    paths = {"markdown": output / "comparison.md", "csv": output / "comparison.csv", "png": output / "comparison.png"}
     paths["markdown"].write_text(markdown_table(rows))
     with paths["csv"].open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
-    values = np.array([[row[m] for m in columns] for row in rows], dtype=float)
-    save_figure(comparison_figure([r.label for r in runs], columns, values), paths["png"])
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    labels = [
+        f"{r['name']} ({r['id']})" if "name" in r else f"{r['method']}-{r['backbone']}-{r['dataset']} x{r['runs']}"
+        for r in rows
+    ]
+    values = np.array([[getattr(r[f"{m} (%)"], "mean", r[f"{m} (%)"]) if r[f"{m} (%)"] is not None else np.nan
+                        for m in metrics] for r in rows], dtype=float)
+    save_figure(comparison_figure(labels, [f"{m} (%)" for m in metrics], values), paths["png"])
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    """``wsol compare`` entry point."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wsol compare", description="Method x metric table (markdown, CSV) and bar chart (PNG) of runs."
+        prog="wsol compare",
+        description="Compare finished runs: one row per run (or per configuration with --group), "
+        "metrics in percent; writes comparison.md, comparison.csv and comparison.png.",
     )
-    parser.add_argument("runs", nargs="*", help="run folders (searched recursively): W&B offline, CSVLogger")
-    parser.add_argument("--project", help="also read the runs of this W&B project (entity/project; online)")
-    parser.add_argument("--metrics", nargs="+", help="metric keys (default: main test/ metrics, else val/)")
-    parser.add_argument("--output", default="comparison", help="output folder (default: ./comparison)")
-    args = parser.parse_args(argv)
-    if not args.runs and not args.project:
-        parser.error("give run folders, --project, or both")
+    parser.add_argument("runs", nargs="*", help="run folders (searched recursively for summary.json)")
+    parser.add_argument("--project", default=None, help="a W&B project (entity/project) instead of folders")
+    parser.add_argument("--metrics", nargs="+", default=None,
+                        help=f"metric names without the stage prefix (default: those of {', '.join(DEFAULT_METRICS)} "
+                        "the runs logged)")
+    parser.add_argument("--group", action="store_true",
+                        help="one row per method, backbone, dataset and configuration: mean +- std over its runs")
+    parser.add_argument("--output", default="reports/comparison", help="folder of the three files")
+    return parser
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """``wsol compare`` entry point; a user error is one line on stderr and exit status 2."""
+    parser = build_parser()
+    options = parser.parse_args(args)
+    if not options.runs and not options.project:
+        parser.error("give run folders or --project")
     try:
-        runs = discover_runs(args.runs)
-        if args.project:
-            runs += load_api_runs(args.project)
-        paths = write_comparison(runs, args.output, args.metrics)
-    except (FileNotFoundError, ValueError) as err:
-        parser.exit(2, f"wsol compare: error: {err}\n")
-    print(paths["markdown"].read_text(), end="")
-    print("written: " + ", ".join(str(p) for p in paths.values()))
-    return paths
+        runs = load_api_runs(options.project) if options.project else discover_runs(options.runs)
+    except UserError as err:
+        parser.error(str(err))
+    metrics = choose_metrics(runs, options.metrics)
+    rows = grouped_rows(runs, metrics) if options.group else run_rows(runs, metrics)
+    paths = write_comparison(rows, metrics, Path(options.output))
+    print(markdown_table(rows), end="")
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

@@ -1,77 +1,61 @@
-"""``wsol compare``: method x metric table, CSV and bar chart from run folders (no training)."""
+"""``wsol compare``: one row per run (name, id, date), percent columns, grouping over seeds."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from wsol_lightning.cli import main
-from wsol_lightning.compare import wandb_record_payloads
 
 
-def fake_csv_run(root: Path, model: str, backbone: str, rows: list[dict[str, str]]) -> Path:
-    """A CSVLogger-like folder: ``version_0/metrics.csv`` and the ``config.yaml`` the CLI saves beside it."""
-    folder = root / "lightning_logs" / "version_0"
+def fake_run(folder: Path, method: str, seed: int, stages: dict[str, dict[str, float]], config: dict | None = None) -> Path:
+    """A run folder as the CLI leaves it: ``summary.json`` (and ``config.yaml``)."""
     folder.mkdir(parents=True)
-    columns = sorted({key for row in rows for key in row})
-    with (folder / "metrics.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    config = {"model": {"class_path": f"wsol_lightning.models.{model}", "init_args": {"backbone": backbone}},
-              "data": {"dataset": "synthetic"}}
+    summary = {"run": {"id": f"id{seed}{method}", "name": folder.name, "created": "2026-12-01T10:00:00+00:00",
+                       "method": method, "backbone": "resnet18", "dataset": "synthetic", "seed": seed}}
+    for stage, metrics in stages.items():
+        summary[stage] = {"finished": f"2026-12-0{seed + 1}T11:00:00+00:00", "metrics": metrics}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    config = {"seed_everything": seed, "trainer": {"default_root_dir": str(folder)}, **(config or {"model": method})}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return root
+    return folder
 
 
-def test_compare_two_csv_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cam = fake_csv_run(tmp_path / "cam", "CAM", "resnet18", [
-        {"epoch": "0", "val/maxboxacc_v2": "40.0"},
-        {"epoch": "0", "test/maxboxacc_v2": "41.5", "test/top1_loc": "30.25", "test/cls_top1": "0.5"},
-    ])
-    acol = fake_csv_run(tmp_path / "acol", "ACoL", "vgg16", [
-        {"epoch": "0", "test/maxboxacc_v2": "50.0", "test/top1_loc": "", "test/cls_top1": "0.75"},
-        {"epoch": "1", "test/maxboxacc_v2": "55.0", "test/top1_loc": "35.0", "test/cls_top1": ""},
-    ])
+def test_one_row_per_run_with_its_stage_and_percent_columns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fake_run(tmp_path / "cam", "cam", 0, {"fit": {"val/maxboxacc_v2": 40.0, "val/cls_top1": 0.5},
+                                          "test": {"test/maxboxacc_v2": 41.5, "test/cls_top1": 0.625}})
+    fake_run(tmp_path / "acol", "acol", 0, {"fit": {"val/maxboxacc_v2": 50.0, "val/cls_top1": 0.75}})
     out = tmp_path / "report"
-    assert main(["compare", str(cam), str(acol), "--output", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "| cam | resnet18 | synthetic | 41.50 | 30.25 | 0.50 |" in printed
-
+    assert main(["compare", str(tmp_path / "cam"), str(tmp_path / "acol"), "--output", str(out)]) == 0
     with (out / "comparison.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["method"] for r in rows] == ["cam", "acol"]
-    metrics = ["test/maxboxacc_v2", "test/top1_loc", "test/cls_top1"]
-    assert list(rows[0]) == ["method", "backbone", "dataset", *metrics]
-    # last logged value of each metric; val/ metrics are left out once test/ exists
-    assert [float(rows[1][m]) for m in metrics] == [55.0, 35.0, 0.75]
-    markdown = (out / "comparison.md").read_text().splitlines()
-    assert markdown[3] == "| acol | vgg16 | synthetic | 55.00 | 35.00 | 0.75 |"
-    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [(r["name"], r["id"], r["stage"]) for r in rows] == [("cam", "id0cam", "test"), ("acol", "id0acol", "fit")]
+    assert rows[0]["date"] == "2026-12-01T11:00:00"
+    # fit runs show their validation metrics; every metric column in percent (fractions scaled)
+    assert (rows[0]["maxboxacc_v2 (%)"], rows[0]["cls_top1 (%)"]) == ("41.50", "62.50")
+    assert (rows[1]["maxboxacc_v2 (%)"], rows[1]["cls_top1 (%)"]) == ("50.00", "75.00")
+    printed = capsys.readouterr().out
+    assert "| name | id | date |" in printed and (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_compare_errors_name_the_folder(tmp_path: Path) -> None:
+def test_group_gives_mean_and_std_over_the_seeds_of_one_config(tmp_path: Path) -> None:
+    for seed, value in enumerate((40.0, 44.0, 42.0)):
+        fake_run(tmp_path / f"cam_s{seed}", "cam", seed, {"test": {"test/maxboxacc_v2": value}})
+    fake_run(tmp_path / "cam_other", "cam", 0, {"test": {"test/maxboxacc_v2": 10.0}}, config={"model": "cam", "lr": 1})
+    out = tmp_path / "report"
+    assert main(["compare", str(tmp_path), "--group", "--metrics", "maxboxacc_v2", "--output", str(out)]) == 0
+    rows = (out / "comparison.md").read_text().splitlines()[2:]
+    assert len(rows) == 2  # the seeds of one config in one row, the other config apart
+    three = next(r for r in rows if "| 3 |" in r)
+    assert "42.00 ± 2.00" in three and "0 1 2" in three
+
+
+def test_missing_or_empty_folders_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="2"):
+    with pytest.raises(SystemExit) as exit_:
         main(["compare", str(tmp_path / "empty")])
-
-
-def test_wandb_records_spanning_blocks_are_joined(tmp_path: Path) -> None:
-    """The record file's LevelDB log framing: a record longer than a 32 KiB block is split into chunks."""
-    big, small = b"a" * 40000, b"xyz"
-
-    def chunk(kind: int, payload: bytes) -> bytes:
-        return b"\0\0\0\0" + len(payload).to_bytes(2, "little") + bytes([kind]) + payload
-
-    first_room = 32768 - 7 - 7  # after the file header and the first chunk header
-    data = b":W&B\xe1\xbe\x00" + chunk(2, big[:first_room])
-    data += chunk(4, big[first_room:]) + chunk(1, small)
-    path = tmp_path / "run-x.wandb"
-    path.write_bytes(data)
-    assert list(wandb_record_payloads(path)) == [big, small]
-    path.write_bytes(b"not a run")
-    with pytest.raises(ValueError, match="run-x.wandb"):
-        list(wandb_record_payloads(path))
+    assert exit_.value.code == 2 and "no finished run" in capsys.readouterr().err

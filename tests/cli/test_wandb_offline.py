@@ -5,13 +5,51 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import TINY_DATA
 
+from wsol_lightning.callbacks.run_summary import read_summary
 from wsol_lightning.cli import configure_wandb_mode
-from wsol_lightning.compare import discover_runs, wandb_record_payloads
+
+# The record file's framing (LevelDB log blocks), to check what W&B wrote; the package reads runs through
+# summary.json, never this format.
+_WANDB_MAGIC = b":W&B"
+_WANDB_HEADER = 7  # magic, 2-byte format id, version byte
+_BLOCK = 32768  # the LevelDB log format the .wandb record file uses: 32 KiB blocks of chunks
+_CHUNK_HEADER = 7  # crc32c (4), length (2, little endian), type (1)
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def wandb_record_payloads(path: Path) -> Iterator[bytes]:
+    """The serialized records of a ``run-*.wandb`` file (a partial last record is skipped)."""
+    data = path.read_bytes()
+    if not data.startswith(_WANDB_MAGIC):
+        raise ValueError(f"{path} is not a W&B record file (no {_WANDB_MAGIC!r} header)")
+    position, pieces = _WANDB_HEADER, []
+    while position + _CHUNK_HEADER <= len(data):
+        left_in_block = _BLOCK - position % _BLOCK
+        if left_in_block < _CHUNK_HEADER:
+            position += left_in_block
+            continue
+        length = int.from_bytes(data[position + 4:position + 6], "little")
+        kind = data[position + 6]
+        start, position = position + _CHUNK_HEADER, position + _CHUNK_HEADER + length
+        if kind == 0 or position > len(data):  # block padding, or a record still being written
+            position = start - _CHUNK_HEADER + left_in_block
+            if position > len(data) or kind != 0:
+                return
+            continue
+        if kind == _FULL:
+            yield data[start:position]
+        elif kind == _FIRST:
+            pieces = [data[start:position]]
+        elif kind == _MIDDLE:
+            pieces.append(data[start:position])
+        elif kind == _LAST:
+            yield b"".join([*pieces, data[start:position]])
 
 #: ``wsol fit ...`` followed by ``trainer.test`` on the fitted model, in one process (one W&B run).
 FIT_THEN_TEST = (
@@ -86,9 +124,11 @@ def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Pa
     assert summary["data"][0][:3] == ["cam", "resnet18", "synthetic"]
     maxboxacc = summary["data"][0][summary["columns"].index("test/maxboxacc_v2")]
 
-    (result,) = discover_runs([tmp_path / "wandb"])  # what `wsol compare` reads back
-    assert (result.method, result.backbone, result.dataset) == ("cam", "resnet18", "synthetic")
-    assert abs(result.metrics["test/maxboxacc_v2"] - maxboxacc) < 1e-6
+    summary = read_summary(tmp_path)  # what `wsol compare` reads back
+    assert (summary["run"]["method"], summary["run"]["backbone"], summary["run"]["dataset"]) == (
+        "cam", "resnet18", "synthetic")
+    assert summary["run"]["wandb_id"] == run.name.rsplit("-", 1)[-1]
+    assert abs(summary["test"]["metrics"]["test/maxboxacc_v2"] - maxboxacc) < 1e-6
 
 
 def test_no_credentials_means_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

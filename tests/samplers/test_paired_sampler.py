@@ -12,7 +12,7 @@ LABELS = np.repeat(np.arange(4), 8)  # 4 classes x 8 images = 16 same-class pair
 
 
 def batches(sampler: ClassPairedSampler) -> np.ndarray:
-    return np.fromiter(iter(sampler), dtype=np.int64).reshape(-1, sampler.batch_size)
+    return np.fromiter((index for index, _seed in sampler), dtype=np.int64).reshape(-1, sampler.batch_size)
 
 
 def test_batches_are_same_class_pairs_and_cover_the_dataset() -> None:

@@ -45,7 +45,7 @@ class CAMVisualizer(pl.Callback):
 
     With a :class:`~pytorch_lightning.loggers.WandbLogger` the images go to W&B as
     ``wandb.Image`` with box overlays (``val/cam``); the same PNGs (CAM overlay, GT boxes in green,
-    predicted box in red) are always written under ``<run dir>/cam_images/epoch_<n>/``.
+    predicted box in red) are always written under ``<trainer.default_root_dir>/cam_images/epoch_<n>/``.
     The predicted box uses the threshold chosen on validation (``cam_threshold``; 0.5 before
     the first validation epoch) and the largest contour.
 
@@ -59,15 +59,6 @@ class CAMVisualizer(pl.Callback):
         self.num_images = num_images
         self.every_n_epochs = every_n_epochs
         self.upscale = upscale
-
-    def _run_dir(self, trainer: pl.Trainer) -> Path:
-        for logger in trainer.loggers:
-            if logger.log_dir:
-                return Path(logger.log_dir)
-            save_dir = getattr(logger, "save_dir", None)
-            if save_dir:
-                return Path(save_dir)
-        return Path(trainer.default_root_dir)
 
     def render(self, pl_module: Any, dataset: Any) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
         """Render the overlays; returns the images and their box annotations."""
@@ -96,7 +87,7 @@ class CAMVisualizer(pl.Callback):
         pl_module.eval()
         images, annotations = self.render(pl_module, datamodule.get_dataset("val"))
         pl_module.train(was_training)
-        out_dir = self._run_dir(trainer) / "cam_images" / f"epoch_{trainer.current_epoch:03d}"
+        out_dir = Path(trainer.default_root_dir) / "cam_images" / f"epoch_{trainer.current_epoch:03d}"
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, picture in enumerate(images):
             big = cv2.resize(picture, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_NEAREST)

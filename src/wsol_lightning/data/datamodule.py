@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -11,7 +13,19 @@ from wsol_lightning.data.batch import collate
 from wsol_lightning.data.datasets.base import DatasetSpec, WSOLDataset
 from wsol_lightning.data.datasets.folder import ImageFolderDataset
 from wsol_lightning.data.datasets.synthetic import Synthetic
-from wsol_lightning.data.samplers import ClassPairedSampler, UnpaddedDistributedSampler, dataset_labels
+from wsol_lightning.data.samplers import (
+    ClassPairedSampler,
+    EpochSampler,
+    ResumableSampler,
+    UnpaddedDistributedSampler,
+    dataset_labels,
+)
+from wsol_lightning.errors import ConfigError
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the main process, which stops the fit cleanly (see the CLI)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class WSOLDataModule(pl.LightningDataModule):
@@ -58,13 +72,13 @@ class WSOLDataModule(pl.LightningDataModule):
         super().__init__()
         for key, value in (("batch_size", batch_size), ("crop_size", crop_size), ("resize_size", resize_size)):
             if value < 1:
-                raise ValueError(f"data.{key} must be a positive integer, got {value}")
+                raise ConfigError(f"data.{key} must be a positive integer, got {value}")
         if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size}")
+            raise ConfigError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size}")
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if resize_size < crop_size:
-            raise ValueError(f"data.resize_size ({resize_size}) must be >= data.crop_size ({crop_size})")
+            raise ConfigError(f"data.resize_size ({resize_size}) must be >= data.crop_size ({crop_size})")
         if dataset is None:
             dataset = Synthetic()
         elif isinstance(dataset, dict):  # the saved hyperparameters of a checkpoint (load_from_checkpoint)
@@ -80,6 +94,7 @@ class WSOLDataModule(pl.LightningDataModule):
         self.seed = seed
         self._datasets: dict[str, WSOLDataset] = {}
         self._train_labels: np.ndarray | None = None
+        self._resume_at: tuple[int, int] | None = None
 
     # -- dataset construction -------------------------------------------------------------
     def build_dataset(self, split: str) -> WSOLDataset:
@@ -87,7 +102,7 @@ class WSOLDataModule(pl.LightningDataModule):
         if split == "predict":
             return ImageFolderDataset(self.hparams.predict_dir, self.crop_size)
         if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val, test or predict, got {split!r}")
+            raise ConfigError(f"split must be train, val, test or predict, got {split!r}")
         return self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
 
     def get_dataset(self, split: str) -> WSOLDataset:
@@ -131,26 +146,48 @@ class WSOLDataModule(pl.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.get_dataset(split)
         sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if train:
+            sampler = self.train_sampler()
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = UnpaddedDistributedSampler(dataset)
-        paired = train and self.hparams.pair_sampling
-        if paired:
-            sampler = ClassPairedSampler(
-                self.train_labels(), self.batch_size, self.hparams.different_class_pairs, self.seed
-            )
-        generator = torch.Generator().manual_seed(self.seed) if train else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and not paired,
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
-            drop_last=train and not paired and len(dataset) > self.batch_size,
+            drop_last=train and len(dataset) > self.batch_size,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
+            worker_init_fn=_ignore_interrupts,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def train_sampler(self) -> ResumableSampler:
+        """The training order: shuffled per epoch, or class pairs (``pair_sampling``); resumable."""
+        if self.hparams.pair_sampling:
+            sampler: ResumableSampler = ClassPairedSampler(
+                self.train_labels(), self.batch_size, self.hparams.different_class_pairs, self.seed
+            )
+        else:
+            sampler = EpochSampler(len(self.get_dataset("train")), self.seed)
+        if self._resume_at is not None:
+            epoch, batches = self._resume_at
+            sampler.skip(epoch, batches * self.batch_size)
+        return sampler
+
+    # -- resuming ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        """Where the fit is in its training order (saved in checkpoints): epoch and batches done in it."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": int(trainer.current_epoch), "batches": int(progress.processed)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume the training order after the batches a checkpoint had done."""
+        if state_dict:
+            self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     def train_labels(self) -> np.ndarray:
         """Class index of every training sample, computed once without rendering (pair sampling)."""

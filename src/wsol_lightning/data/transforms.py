@@ -13,10 +13,11 @@ coordinates throughout the package; albumentations' ``pascal_voc``
 boxes are continuous, so training boxes travel as ``[x0, y0, x1 + 1, y1 + 1)``.
 
 Reproducibility: albumentations seeds itself from OS entropy unless told otherwise, which made two
-runs of one config differ. Each training sample's augmentation is instead drawn from a seed taken
-from torch's RNG (:func:`apply_transform`), which ``seed_everything`` seeds in the main process and
-the DataLoader seeds per worker (``base_seed + worker_id``, the base seed from the loader's
-generator): the same config gives the same crops and flips, and two workers never repeat each other.
+runs of one config differ. Each training sample's augmentation is instead drawn from its own seed:
+the training samplers (:mod:`wsol_lightning.data.samplers`) pass one per sample, a function of the
+seed, the epoch and the sample's position, so a config gives the same crops and flips whatever the
+number of workers, and a resumed fit the same as an uninterrupted one. Without one (a dataset
+indexed directly) the seed is drawn from torch's RNG.
 """
 
 from __future__ import annotations
@@ -67,15 +68,16 @@ def apply_transform(
     image: np.ndarray,
     boxes: np.ndarray,
     masks: dict[str, np.ndarray],
+    seed: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, dict[str, torch.Tensor]]:
     """Apply a pipeline to an image, its inclusive boxes and its masks.
 
     Returns the CHW float image tensor, inclusive int64 boxes in the output frame, and the
     transformed masks as uint8 tensors (nearest-neighbour resampling). A training pipeline is
-    reseeded from torch's RNG first (see the module docstring).
+    reseeded first with ``seed`` (default: drawn from torch's RNG; see the module docstring).
     """
     if train:
-        transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+        transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else seed)
     h, w = image.shape[:2]
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     mask_names = list(masks)

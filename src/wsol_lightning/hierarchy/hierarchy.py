@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsol_lightning.errors import ConfigError
+
 #: Header of the hierarchy CSV files.
 CSV_FIELDS = ("level", "name", "parent")
 
 
-class HierarchyError(ValueError):
+class HierarchyError(ConfigError):
     """A class hierarchy that is not a proper leveled tree, or does not fit the model."""
 
 

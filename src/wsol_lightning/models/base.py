@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import random
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -38,6 +39,7 @@ from torchmetrics import Metric
 
 from wsol_lightning.cam import resize_cam
 from wsol_lightning.data.batch import OPTIONAL_MAP_FIELDS, WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc
 from wsol_lightning.metrics.diagnostics import PartFocus, SkullShare
 from wsol_lightning.metrics.evaluator import ClassificationAccuracy, EvaluationStep, Evaluator
@@ -114,7 +116,7 @@ class WSOLModule(pl.LightningModule):
         super().__init__()
         require(bias_lr_multiplier > 0, "bias_lr_multiplier", "positive", bias_lr_multiplier)
         if multilabel and not self.supports_multilabel:
-            raise ValueError(
+            raise ConfigError(
                 f"multilabel: true (an MRI dataset's multilabel) is not supported by {type(self).__name__}; "
                 "use a method whose losses read multi-hot targets (CAM, HaS, MCIS)"
             )
@@ -205,15 +207,38 @@ class WSOLModule(pl.LightningModule):
             self.build_evaluators(fields)
         return self.evaluators[stage]
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the random states, so a resumed fit draws what the uninterrupted one would have."""
+        name, keys, position, has_gauss, gauss = np.random.get_state()
+        checkpoint["rng_states"] = {  # tensors and plain values: loadable with weights_only
+            "torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(gauss)],
+            "python": random.getstate(),
+            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming a fit restores the random states of the checkpoint (every rank gets rank 0's)."""
+        states = checkpoint.get("rng_states")
+        if states is None or self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        torch.set_rng_state(states["torch"])
+        name, keys, position, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        random.setstate(states["python"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
     # -- targets --------------------------------------------------------------------------
     def _check_targets(self, batch: WSOLBatch) -> None:
         """The batch has multi-hot targets iff the model is multi-label (else a clear error)."""
         if self.hparams.multilabel and batch.multi_hot is None:
-            raise ValueError(
+            raise ConfigError(
                 "multilabel: true but the batch has no 'multi_hot' targets (set the MRI dataset's multilabel: true)"
             )
         if not self.hparams.multilabel and batch.multi_hot is not None:
-            raise ValueError(
+            raise ConfigError(
                 "the batch has multi-hot targets (the dataset's multilabel: true) but the model has multilabel: false"
             )
 

@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from wsol_lightning.data.transforms import apply_transform, build_transform
+from wsol_lightning.errors import ConfigError
 
 
 @dataclass
@@ -60,9 +61,13 @@ class WSOLDataset(Dataset):
     def load(self, index: int) -> RawSample:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``index``; a training sampler passes ``(index, augmentation_seed)``."""
+        index, seed = index if isinstance(index, tuple) else (index, None)
         raw = self.load(index)
-        image, boxes, masks = apply_transform(self.transform, self.train_transform, raw.image, raw.boxes, raw.masks)
+        image, boxes, masks = apply_transform(
+            self.transform, self.train_transform, raw.image, raw.boxes, raw.masks, seed
+        )
         sample: dict[str, Any] = {
             "image": image,
             "label": raw.label,
@@ -123,7 +128,7 @@ class DatasetSpec:
         """The spec of a :meth:`describe` dict (a checkpoint's ``datamodule_hyper_parameters``)."""
         module_name, _, class_name = description["class_path"].rpartition(".")
         if not module_name.startswith("wsol_lightning."):
-            raise ValueError(f"not a wsol_lightning dataset: {description['class_path']!r}")
+            raise ConfigError(f"not a wsol_lightning dataset: {description['class_path']!r}")
         cls = getattr(importlib.import_module(module_name), class_name)
         return cls(**description.get("init_args", {}))
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.cam.torch_model import CAMNet
 from wsol_lightning.models.components import Backbone
 from wsol_lightning.models.components.adl import AttentionBasedDropout, DrawMode
@@ -51,10 +52,10 @@ class ADLNet(CAMNet):
         name = self.backbone.name
         positions = list(DEFAULT_ADL_POSITIONS[name] if backbone_units is None else backbone_units)
         if not positions:
-            raise ValueError("backbone_units is empty; name at least one backbone unit or 'neck'")
+            raise ConfigError("backbone_units is empty; name at least one backbone unit or 'neck'")
         unknown = set(positions) - set(self.backbone.unit_names) - {NECK_POSITION}
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_units has unknown units {sorted(unknown)}; {name} "
                 f"(large_feature_map={self.backbone.large_feature_map}) has {self.backbone.unit_names} "
                 f"and {NECK_POSITION!r}"

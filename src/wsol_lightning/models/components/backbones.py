@@ -34,13 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
+from wsol_lightning.errors import ConfigError, UserError
+
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PretrainedWeightsNotFoundError(FileNotFoundError):
-    """ImageNet weights requested but not in the local torch hub cache."""
+class PretrainedWeightsNotFoundError(UserError, FileNotFoundError):
+    """ImageNet weights requested but not available locally (the message names the file and the folder)."""
 
 
 class Backbone(nn.Module):
@@ -268,7 +270,7 @@ def build_backbone(name: str, pretrained: bool = False, large_feature_map: bool 
         return _resnet(name, pretrained, large_feature_map)
     if name == "inception_v3":
         return _inception_v3(pretrained, large_feature_map)
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
 def as_backbone(backbone: Backbone | str) -> Backbone:

@@ -8,6 +8,7 @@ import torch
 from torchmetrics import Metric
 
 from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.hierarchy import ClassHierarchy, load_hierarchy
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.options import require_choice
@@ -76,7 +77,7 @@ class DANet(WSOLModule):
         hierarchy.check_num_classes(hp.num_classes, "num_classes (model.init_args.num_classes)")
         if not hp.hda:
             if hp.levels is not None and len(hp.levels) > 1:
-                raise ValueError(f"hda: false uses the finest level only, but levels is {hp.levels}")
+                raise ConfigError(f"hda: false uses the finest level only, but levels is {hp.levels}")
             return hierarchy.select_levels([hierarchy.level_names[-1]])
         return hierarchy if hp.levels is None else hierarchy.select_levels(hp.levels)
 
@@ -84,11 +85,11 @@ class DANet(WSOLModule):
         hp = self.hparams
         self.hierarchy = self._resolve_hierarchy()
         if hp.dda and hp.cosine_form == "per_level" and hp.num_maps < 2:
-            raise ValueError(f"dda with cosine_form 'per_level' needs num_maps >= 2, got {hp.num_maps}")
+            raise ConfigError(f"dda with cosine_form 'per_level' needs num_maps >= 2, got {hp.num_maps}")
         total_maps = self.hierarchy.num_levels * hp.num_maps
         selected = total_maps // 2 if hp.num_selected_maps is None else hp.num_selected_maps
         if hp.dda and hp.cosine_form == "official" and not 2 <= selected <= total_maps:
-            raise ValueError(
+            raise ConfigError(
                 f"dda with cosine_form 'official' draws num_selected_maps={selected} of the {total_maps} maps "
                 f"(levels x num_maps); it needs 2 <= num_selected_maps <= {total_maps}: raise num_maps or set dda: false"
             )

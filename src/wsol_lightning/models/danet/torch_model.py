@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.hierarchy import ClassHierarchy
 from wsol_lightning.models.components import Backbone, as_backbone
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
@@ -46,7 +47,7 @@ def default_level_units(backbone: Backbone, num_levels: int) -> list[str]:
     else:
         candidates = [[n for n in names if n.startswith(f"layer{i}_")][-1] for i in (2, 3)] + [names[-1]]
     if not 1 <= num_levels <= len(candidates):
-        raise ValueError(
+        raise ConfigError(
             f"no default backbone_units for {num_levels} levels on {backbone.name}: give backbone_units explicitly "
             f"(one unit of {names} per level, coarsest first)"
         )
@@ -134,15 +135,15 @@ class DANetNet(LocalizationNetwork):
         hierarchy.check_num_levels(len(units), "backbone_units")
         unknown = [u for u in units if u not in self.backbone.unit_names]
         if unknown:
-            raise ValueError(f"backbone_units {unknown} are not units of {self.backbone.name}: {self.backbone.unit_names}")
+            raise ConfigError(f"backbone_units {unknown} are not units of {self.backbone.name}: {self.backbone.unit_names}")
         order = [self.backbone.unit_names.index(u) for u in units]
         if order != sorted(order):
-            raise ValueError(f"backbone_units {units} must follow the backbone order (coarsest level earliest)")
+            raise ConfigError(f"backbone_units {units} must follow the backbone order (coarsest level earliest)")
         head_widths = [head_width] * num_levels if isinstance(head_width, int) else head_width
         if head_widths is None:
             head_widths = DEFAULT_HEAD_WIDTHS[self.backbone.name][-num_levels:] if num_levels <= 3 else None
         if head_widths is None or len(head_widths) != num_levels:
-            raise ValueError(
+            raise ConfigError(
                 f"head_width must give one width per level used ({num_levels}), got {head_widths}"
             )
         self.level_units = units

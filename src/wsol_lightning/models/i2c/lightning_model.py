@@ -10,6 +10,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import gather_class_maps
 from wsol_lightning.models.components.options import require, require_choice
@@ -80,7 +81,7 @@ class I2C(WSOLModule):
         require(num_seeds >= 1, "num_seeds", ">= 1", num_seeds)
         require_choice("seed_sampling", seed_sampling, ("random", "raster"))
         if sc_weight < 0 or gc_weight < 0:
-            raise ValueError(f"sc_weight and gc_weight must be >= 0, got {sc_weight} and {gc_weight}")
+            raise ConfigError(f"sc_weight and gc_weight must be >= 0, got {sc_weight} and {gc_weight}")
         require_choice("consistency_unit", consistency_unit, ("class", "attribute"))
         require(num_attributes >= 0, "num_attributes", ">= 0", num_attributes)
         super().__init__(**kwargs)
@@ -101,16 +102,17 @@ class I2C(WSOLModule):
         bank = self.model.attribute_bank
         if bank is None:
             if not available:
-                raise ValueError(f"{NO_ATTRIBUTES} (or give model.init_args.num_attributes)")
+                raise ConfigError(f"{NO_ATTRIBUTES} (or give model.init_args.num_attributes)")
             self.model.add_attribute_bank(available)
         elif available and available != bank.centroids.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"I2C num_attributes={bank.centroids.shape[0]} but the datamodule's batches carry "
                 f"{available} attributes"
             )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add the attribute bank a checkpoint holds (its size is that of the stored centroids)."""
+        super().on_load_checkpoint(checkpoint)
         centroids = checkpoint["state_dict"].get("model.attribute_bank.centroids")
         if centroids is not None and self.model.attribute_bank is None:
             self.model.add_attribute_bank(centroids.shape[0])
@@ -141,12 +143,12 @@ class I2C(WSOLModule):
         """Attribute-level SC and GC of ``seeds [B, S, D]``; updates the attribute bank."""
         hp = self.hparams
         if batch.attributes is None:
-            raise ValueError(NO_ATTRIBUTES)
+            raise ConfigError(NO_ATTRIBUTES)
         bank = self.model.attribute_bank
         present = batch.attributes > 0
         if bank is None or present.shape[1] != bank.centroids.shape[0]:
             size = 0 if bank is None else bank.centroids.shape[0]
-            raise ValueError(
+            raise ConfigError(
                 f"I2C: the batch carries {present.shape[1]} attributes but the attribute bank holds {size} "
                 "(set model.init_args.num_attributes to match, or 0 to take it from the datamodule)"
             )

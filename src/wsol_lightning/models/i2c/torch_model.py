@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.components import (
     Backbone,
     CAMClassifier,
@@ -147,7 +148,7 @@ class I2CNet(ClassMapNetwork):
         elif head == "cam":
             self.head = CAMHead(self.backbone.name, channels, num_classes)
         else:
-            raise ValueError(f"head must be 'i2c' or 'cam', got {head!r}")
+            raise ConfigError(f"head must be 'i2c' or 'cam', got {head!r}")
         self.centroid_bank = CentroidBank(num_classes, channels, centroid_momentum_decay)
         self.attribute_bank: CentroidBank | None = None
         if num_attributes:
@@ -194,7 +195,7 @@ def select_object_seeds(
         keys = 1.0 - torch.arange(positions, device=flat.device, dtype=torch.float32) / positions
         keys = keys.expand_as(flat)
     else:
-        raise ValueError(f"seed_sampling must be 'random' or 'raster', got {sampling!r}")
+        raise ConfigError(f"seed_sampling must be 'random' or 'raster', got {sampling!r}")
     # object positions first (keys in [0, 1]), ordered by key; the rest after (keys below 0)
     order = torch.where(mask, keys, keys - 2.0).argsort(dim=1, descending=True)
     count = mask.sum(dim=1, keepdim=True)

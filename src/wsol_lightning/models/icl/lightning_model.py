@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.adl import DrawMode
 from wsol_lightning.models.components.options import require, require_choice
@@ -82,7 +83,7 @@ class ICL(WSOLModule):
     ) -> None:
         for key, value in (("contrastive_weight", contrastive_weight), ("consistency_weight", consistency_weight)):
             if value < 0:
-                raise ValueError(f"{key} must be >= 0, got {value}")
+                raise ConfigError(f"{key} must be >= 0, got {value}")
         require(contrastive_margin >= 0, "contrastive_margin", ">= 0", contrastive_margin)
         require_choice("contrastive_units", contrastive_units, ("last", "all"))
         require_choice("consistency_norm", consistency_norm, ("l2", "l1"))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.adl.torch_model import DEFAULT_ADL_POSITIONS, NECK_POSITION
 from wsol_lightning.models.cam.torch_model import CAMNet
 from wsol_lightning.models.components import Backbone
@@ -232,10 +233,10 @@ class ICLNet(CAMNet):
         draw: str,
     ) -> None:
         if not positions:
-            raise ValueError("backbone_units is empty; name at least one backbone unit or 'neck'")
+            raise ConfigError("backbone_units is empty; name at least one backbone unit or 'neck'")
         unknown = set(positions) - set(self._forward_order())
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_units has unknown units {sorted(unknown)}; {self.backbone.name} "
                 f"(large_feature_map={self.backbone.large_feature_map}) has {self.backbone.unit_names} and {NECK_POSITION!r}"
             )
@@ -244,7 +245,7 @@ class ICLNet(CAMNet):
         require(non_local_reduction >= 1, "non_local_reduction", ">= 1", non_local_reduction)
         require(0.0 <= apply_prob <= 1.0, "apply_prob", "in [0, 1]", apply_prob)
         if not 0.0 <= background_threshold < foreground_threshold <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "need 0 <= background_threshold < foreground_threshold <= 1, got "
                 f"background_threshold={background_threshold}, foreground_threshold={foreground_threshold}"
             )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 
 from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import LabelLoss, label_loss
 from wsol_lightning.models.components.options import require, require_choice
@@ -65,13 +66,13 @@ class MCIS(WSOLModule):
     ) -> None:
         require_choice("label_loss", label_loss, ("mlsm", "ce"))
         if coattention_weight < 0 or contrastive_weight < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"coattention_weight and contrastive_weight must be >= 0, got {coattention_weight}, {contrastive_weight}"
             )
         require(all(s > 0 for s in self_pair_scales), "self_pair_scales", "positive", self_pair_scales)
         require_choice("localization_map", localization_map, ("single", "coattention"))
         if localization_map == "coattention" and not (self_pair_flip or self_pair_scales or num_test_partners):
-            raise ValueError("localization_map='coattention' needs self_pair_flip, self_pair_scales or num_test_partners")
+            raise ConfigError("localization_map='coattention' needs self_pair_flip, self_pair_scales or num_test_partners")
         require(num_test_partners >= 0, "num_test_partners", ">= 0", num_test_partners)
         super().__init__(**kwargs)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsol_lightning.cam import minmax_normalize
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.components import Backbone, as_backbone, build_cam_neck, gather_class_maps
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
 from wsol_lightning.models.components.options import require
@@ -137,13 +138,13 @@ class SelfCorrelationGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 <= background_threshold <= object_threshold <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "need 0 <= scg_background_threshold <= scg_object_threshold <= 1, got "
                 f"{background_threshold} and {object_threshold}"
             )
         require(0.0 <= image_affinity_weight <= 1.0, "scg_image_affinity_weight", "in [0, 1]", image_affinity_weight)
         if image_colour_sigma <= 0 or image_position_sigma <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "scg_image_colour_sigma and scg_image_position_sigma must be > 0, got "
                 f"{image_colour_sigma} and {image_position_sigma}"
             )
@@ -185,7 +186,7 @@ class SelfCorrelationGenerator(nn.Module):
         """
         for block in blocks:
             if block.shape[-2:] != cam.shape[-2:]:
-                raise ValueError(
+                raise ConfigError(
                     f"the SCG blocks (backbone_units) must have the class map's resolution {tuple(cam.shape[-2:])}, "
                     f"got {tuple(block.shape[-2:])}"
                 )
@@ -193,14 +194,14 @@ class SelfCorrelationGenerator(nn.Module):
         image_features = None
         if self.image_affinity_weight > 0:
             if images is None:
-                raise ValueError("scg_image_affinity_weight > 0 needs the input images")
+                raise ConfigError("scg_image_affinity_weight > 0 needs the input images")
             image_features = colour_position_features(
                 images, tuple(cam.shape[-2:]), self.image_colour_sigma, self.image_position_sigma
             )
         partner_blocks = partner_object_seeds = same_image = None
         if self.cross_image:
             if partners is None or partner_cams is None:
-                raise ValueError("scg_cross_image needs partners and partner_cams")
+                raise ConfigError("scg_cross_image needs partners and partner_cams")
             partner_blocks = [block[partners] for block in blocks]
             partner_object_seeds = self.seeds(partner_cams)[0]
             same_image = partners == torch.arange(len(partners), device=partners.device)
@@ -252,11 +253,11 @@ class SPANet(LocalizationNetwork):
         elif head == "cam":
             self.head = _cam_head(name, self.backbone.out_channels, num_classes)
         else:
-            raise ValueError(f"head must be 'spa' or 'cam', got {head!r}")
+            raise ConfigError(f"head must be 'spa' or 'cam', got {head!r}")
         taps = tuple(backbone_units) if backbone_units is not None else default_scg_taps(name, self.backbone.large_feature_map)
         unknown = [t for t in taps if t not in self.backbone.units]
         if not taps or unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_units {list(taps)} must name units of {name}: {self.backbone.unit_names}"
             )
         self.scg_taps = taps

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from wsol_lightning.data.batch import WSOLBatch
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.options import require
 from wsol_lightning.models.spg.loss import SeedThresholds, spg_losses
@@ -52,7 +53,7 @@ class SPG(WSOLModule):
             ("fused_thresholds", fused_thresholds),
         ):
             if len(pair) != 2 or not 0.0 <= pair[1] <= pair[0] <= 1.0:
-                raise ValueError(f"{key} must be (high, low) with 0 <= low <= high <= 1, got {tuple(pair)}")
+                raise ConfigError(f"{key} must be (high, low) with 0 <= low <= high <= 1, got {tuple(pair)}")
         require(min_foreground_pixels >= 0, "min_foreground_pixels", ">= 0", min_foreground_pixels)
         require(0.0 <= fallback_ratio <= 1.0, "fallback_ratio", "in [0, 1]", fallback_ratio)
         require(guidance_weight >= 0, "guidance_weight", ">= 0", guidance_weight)

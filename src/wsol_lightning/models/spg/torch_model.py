@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.components import Backbone, as_backbone, build_cam_neck, global_average
 from wsol_lightning.models.components.network import ClassMapNetwork
 
@@ -97,12 +98,12 @@ class SPGNet(ClassMapNetwork):
         units = tuple(default_units if backbone_units is None else backbone_units)
         names = self.backbone.unit_names
         if len(units) != 2 or any(u not in names for u in units):
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_units must name two units of {name} (large_feature_map={large_feature_map}); "
                 f"got {list(units)}, available {names}"
             )
         if names.index(units[0]) >= names.index(units[1]):
-            raise ValueError(f"backbone_units must be in forward order (B1 before B2), got {list(units)}")
+            raise ConfigError(f"backbone_units must be in forward order (B1 before B2), got {list(units)}")
         self.guidance_units = units
         self.head, channels = _build_head(name, self.backbone.out_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
