@@ -44,19 +44,25 @@ class Workspace(NamedTuple):
     """Per-pixel arrays shared by the kernels of one batch; grids are padded by one pixel."""
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
-    epad: np.ndarray  # uint8 grid: exterior level e, padding 0
-    added: np.ndarray  # uint8 grid: pixel is in the current set (or visited, in the flood)
-    parent: np.ndarray  # int32 grid: union-find parent
+    epad: np.ndarray  # uint8 grid: exterior level e (v1), padding 0
+    label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (exterior sweep)
+    link: np.ndarray  # int32 grid: circular list of a component's pixels
+    size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
     stamp: np.ndarray  # int32 grid: last level a root was touched
-    first: np.ndarray  # int32 grid: a root's first pixel in raster order (v1); dying-list link (holes)
-    position: np.ndarray  # int32 grid: a root's slot in the active list (v1); flood queue link
+    first: np.ndarray  # int32 grid: a root's first pixel in raster order (v1)
+    position: np.ndarray  # int32 grid: a root's slot in the active list (v1)
     wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
+    seen: np.ndarray  # int64 grid: the packed box a root's counted mask was computed for (V2)
     xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
-    order: np.ndarray  # int32 [H * W]: pixels grouped by level
+    order: np.ndarray  # int32 [H * W]: pixels grouped by q
     coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
-    touched: np.ndarray  # int32 [H * W]: roots touched in a level (V2); active roots (v1)
+    eorder: np.ndarray  # int32 [H * W]: pixels grouped by e (v1)
+    ecoords: np.ndarray  # int32 [H * W]: y << 16 | x of eorder's pixels
+    touched: np.ndarray  # int32 [H * W]: roots touched in a level
+    active: np.ndarray  # int32 [H * W]: live roots (v1)
     starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
+    estarts: np.ndarray  # int64 [257]: e level v is eorder[estarts[v]:estarts[v + 1]]
 
 
 def _workspace(height: int, width: int) -> Workspace:
@@ -68,45 +74,40 @@ def _workspace(height: int, width: int) -> Workspace:
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
         epad=np.zeros(padded, np.uint8),
-        added=np.zeros(padded, np.uint8),
-        parent=np.empty(padded, np.int32),
+        label=np.empty(padded, np.int32),
+        link=np.empty(padded, np.int32),
+        size=np.empty(padded, np.int32),
         box=np.empty((padded, 4), np.int32),
         stamp=np.empty(padded, np.int32),
         first=np.empty(padded, np.int32),
         position=np.empty(padded, np.int32),
         wide=np.empty(padded, np.int64),
+        seen=np.empty(padded, np.int64),
         xy=xy.ravel(),
         order=np.empty(height * width, np.int32),
         coords=np.empty(height * width, np.int32),
+        eorder=np.empty(height * width, np.int32),
+        ecoords=np.empty(height * width, np.int32),
         touched=np.empty(height * width, np.int32),
+        active=np.empty(height * width, np.int32),
         starts=np.empty(LEVELS + 1, np.int64),
+        estarts=np.empty(LEVELS + 1, np.int64),
     )
 
 
-def _ring_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lookup tables over the 8-bit mask of present neighbours, in ring order N, NE, E, SE, S,
-    SW, W, NW (consecutive neighbours are 4-adjacent, so present ones share a component).
-
-    Returns ``runs[mask]`` (ring index starting each run of present neighbours; one for a full
-    ring), ``n_runs[mask]`` and ``gain[mask]``: how many of the four 2x2 windows around the pixel
-    already hold two or more members (twice the polygon-area gain of adding the pixel).
-    """
-    runs = np.zeros((256, 4), np.int64)
-    n_runs = np.zeros(256, np.int64)
+def _gain_table() -> np.ndarray:
+    """``gain[mask]`` over the 8-bit mask of present neighbours in ring order N, NE, E, SE, S, SW,
+    W, NW: how many of the four 2x2 windows around the pixel already hold two or more members
+    (twice the polygon-area gain of adding the pixel)."""
     gain = np.zeros(256, np.int64)
     windows = ((7, 0, 6), (0, 1, 2), (6, 5, 4), (2, 3, 4))
     for mask in range(256):
         bit = [(mask >> k) & 1 for k in range(8)]
-        starts = [k for k in range(8) if bit[k] and not bit[(k + 7) % 8]]
-        if mask == 255:
-            starts = [0]
-        runs[mask, : len(starts)] = starts
-        n_runs[mask] = len(starts)
         gain[mask] = sum(bit[a] + bit[b] + bit[c] >= 2 for a, b, c in windows)
-    return runs, n_runs, gain
+    return gain
 
 
-RUNS, N_RUNS, GAIN = _ring_tables()
+GAIN = _gain_table()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,14 +154,6 @@ def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-@numba.njit(cache=True, nogil=True)
 def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.ndarray) -> int:
     """Bit ``d`` set iff the box reaches IoU ``deltas[d]`` percent with some GT box."""
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
@@ -174,15 +167,6 @@ def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
             if 100 * inter >= deltas[d] * union:
                 mask |= 1 << d
     return mask
-
-
-@numba.njit(cache=True, nogil=True)
-def _component_hit_mask(box: np.ndarray, width: int, height: int, gt: np.ndarray, deltas: np.ndarray) -> int:
-    """:func:`_hit_mask` of a foreground component's reference box.
-
-    The box is ``[x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1)]`` (one pixel too big unless clipped).
-    """
-    return _hit_mask(box[0], box[1], min(box[2] + 1, width - 1), min(box[3] + 1, height - 1), gt, deltas)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,90 +187,73 @@ def _mask_of_counts(counts: np.ndarray) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_pixels(ws: Workspace, height: int, width: int, basin_only: bool) -> None:
-    """Counting sort of the image pixels by ``q`` (only those with ``e > q`` if ``basin_only``).
+def _box_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.ndarray, limit: int) -> int:
+    """:func:`_hit_mask`, 0 at once for a box too small to reach the lowest IoU threshold.
+
+    ``limit`` is ``min(deltas) * min(GT area)``: ``IoU <= area / GT area``, so a box with
+    ``100 * area < limit`` hits nothing (``limit = 0`` when some threshold is 0).
+    """
+    if 100 * (x1 - x0 + 1) * (y1 - y0 + 1) < limit:
+        return 0
+    return _hit_mask(x0, y0, x1, y1, gt, deltas)
+
+
+@numba.njit(cache=True, nogil=True)
+def _small_box_limit(gt: np.ndarray, deltas: np.ndarray) -> int:
+    smallest = (gt[0, 2] - gt[0, 0] + 1) * (gt[0, 3] - gt[0, 1] + 1)
+    for g in range(1, gt.shape[0]):
+        smallest = min(smallest, (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1))
+    return deltas.min() * smallest
+
+
+@numba.njit(cache=True, nogil=True)
+def _box_key(x0: int, y0: int, x1: int, y1: int) -> int:
+    return x0 | (y0 << 16) | (np.int64(x1) << 32) | (np.int64(y1) << 48)
+
+
+@numba.njit(cache=True, nogil=True)
+def _load_and_sort(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
+    """Copy one uint8 map into ``ws.qpad`` and counting-sort its pixels by ``q``.
 
     Fills ``ws.order`` (padded indices, raster order within a level), ``ws.coords`` and
-    ``ws.starts``.
+    ``ws.starts``; returns the map's maximum.
     """
-    qpad, epad, starts = ws.qpad, ws.epad, ws.starts
-    stride = width + 2
+    qpad, starts, order, coords, xy = ws.qpad, ws.starts, ws.order, ws.coords, ws.xy
+    one, stride = np.uint64(1), np.uint64(width + 2)
     starts[:] = 0
-    for y in range(1, height + 1):
-        for p in range(y * stride + 1, y * stride + 1 + width):
-            if not basin_only or epad[p] > qpad[p]:
-                starts[qpad[p] + 1] += 1
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            value = quantized[y, x]
+            qpad[row + np.uint64(x)] = value
+            starts[value] += 1
+    top = 0
+    total = 0
     for v in range(LEVELS):
-        starts[v + 1] += starts[v]
+        count = starts[v]
+        if count > 0:
+            top = v
+        starts[v] = total
+        total += count
+    starts[LEVELS] = total
     fill = starts[:LEVELS].copy()
-    for y in range(1, height + 1):
-        for p in range(y * stride + 1, y * stride + 1 + width):
-            if not basin_only or epad[p] > qpad[p]:
-                k = fill[qpad[p]]
-                ws.order[k] = p
-                ws.coords[k] = ws.xy[p]
-                fill[qpad[p]] = k + 1
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            p = row + np.uint64(x)
+            value = qpad[p]
+            k = np.uint64(fill[value])
+            order[k] = p
+            coords[k] = xy[p]
+            fill[value] = k + one
+    return top
 
 
 @numba.njit(cache=True, nogil=True)
-def _exterior_levels(ws: Workspace, height: int, width: int, record: bool) -> None:
-    """``ws.epad`` = ``e`` (see module docstring) by a priority flood from the frame (bucket queue).
-
-    Pixels leave the queue in nondecreasing ``e``; with ``record`` that order is written to
-    ``ws.order``/``ws.coords``/``ws.starts`` as by :func:`_sort_pixels`. Padding is never queued.
-    """
-    qpad, epad, visited, following = ws.qpad, ws.epad, ws.added, ws.position
-    stride = width + 2
-    visited[:] = 1
-    for y in range(1, height + 1):
-        visited[y * stride + 1 : y * stride + 1 + width] = 0
-    head = np.full(LEVELS, -1, np.int64)
-    for y in range(1, height + 1):
-        step = 1 if y == 1 or y == height else max(width - 1, 1)
-        for x in range(1, width + 1, step):
-            p = y * stride + x
-            visited[p] = 1
-            level = qpad[p]
-            epad[p] = level
-            following[p] = head[level]
-            head[level] = p
-    n = 0
-    for v in range(LEVELS):
-        ws.starts[v] = n
-        while head[v] >= 0:
-            p = head[v]
-            head[v] = following[p]
-            if record:
-                ws.order[n] = p
-                ws.coords[n] = ws.xy[p]
-                n += 1
-            for other in (p - stride, p + stride, p - 1, p + 1):
-                if visited[other]:
-                    continue
-                visited[other] = 1
-                level = max(qpad[other], v)
-                epad[other] = level
-                following[other] = head[level]
-                head[level] = other
-    ws.starts[LEVELS] = n
-
-
-@numba.njit(cache=True, nogil=True)
-def _ring(stride: int) -> np.ndarray:
-    return np.array([-stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1, -stride - 1], np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _ring_mask(added: np.ndarray, p: int, ring: np.ndarray) -> int:
-    present = 0
-    for k in range(8):
-        present |= np.int64(added[p + ring[k]]) << k
-    return present
-
-
-@numba.njit(cache=True, nogil=True)
-def _start(ws: Workspace, p: int, xy: int) -> None:
-    ws.parent[p] = p
+def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
+    ws.label[p] = p
+    ws.link[p] = p
+    ws.size[p] = 1
     ws.box[p, 0] = xy & 0xFFFF
     ws.box[p, 1] = xy >> 16
     ws.box[p, 2] = xy & 0xFFFF
@@ -294,9 +261,13 @@ def _start(ws: Workspace, p: int, xy: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _attach(ws: Workspace, p: int, xy: int, root: int) -> None:
-    box = ws.box
-    ws.parent[p] = root
+def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
+    """Add pixel ``p`` to the component of ``root``."""
+    box, link = ws.box, ws.link
+    ws.label[p] = root
+    link[p] = link[root]
+    link[root] = p
+    ws.size[root] += 1
     box[root, 0] = min(box[root, 0], xy & 0xFFFF)
     box[root, 1] = min(box[root, 1], xy >> 16)
     box[root, 2] = max(box[root, 2], xy & 0xFFFF)
@@ -304,138 +275,227 @@ def _attach(ws: Workspace, p: int, xy: int, root: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _union(ws: Workspace, root: int, other: int) -> None:
-    """Hang root ``other`` under root ``root``, merging bounding boxes."""
-    box = ws.box
-    ws.parent[other] = root
-    box[root, 0] = min(box[root, 0], box[other, 0])
-    box[root, 1] = min(box[root, 1], box[other, 1])
-    box[root, 2] = max(box[root, 2], box[other, 2])
-    box[root, 3] = max(box[root, 3], box[other, 3])
+def _merge(ws: Workspace, a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
+
+    The smaller one's pixels are relabelled (walked along its circular ``ws.link`` list), so
+    every pixel's label is its root at all times; the lists are spliced and the boxes merged.
+    """
+    label, link, size, box = ws.label, ws.link, ws.size, ws.box
+    if size[a] < size[b]:
+        a, b = b, a
+    m = b
+    while True:
+        label[m] = a
+        m = np.uint64(link[m])
+        if m == b:
+            break
+    following = link[a]
+    link[a] = link[b]
+    link[b] = following
+    size[a] += size[b]
+    box[a, 0] = min(box[a, 0], box[b, 0])
+    box[a, 1] = min(box[a, 1], box[b, 1])
+    box[a, 2] = max(box[a, 2], box[b, 2])
+    box[a, 3] = max(box[a, 3], box[b, 3])
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True)
+def _exterior_sweep(
+    ws: Workspace,
+    height: int,
+    width: int,
+    gt: np.ndarray,
+    deltas: np.ndarray,
+    limit: int,
+    out: np.ndarray,
+    holes: bool,
+    record: bool,
+) -> None:
+    """Bottom-up sweep of the 4-components of ``{q <= T}``: the exterior levels and the holes.
+
+    ``ws.order`` holds every pixel by ``q``. Labels: ``-1`` not added yet, ``-2`` open (its
+    component touches the frame; the padding is open), else the root of a closed component, a
+    hole. When a closed component opens at level ``v`` every pixel of it (walked along its
+    circular ``ws.link`` list) gets ``e = v``; a pixel added next to an open one gets ``e = q``.
+    So pixels receive ``e`` in nondecreasing order, which ``record`` writes to
+    ``ws.eorder``/``ws.ecoords``/``ws.estarts`` (and ``e`` to ``ws.epad``) for the v1 sweep.
+
+    With ``holes``, ``out[T]`` = hit mask of the hole boxes at cut ``T`` (4-components of
+    ``{q <= T < e}``), ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1), min(hmaxy + 2, H - 1)]``:
+    ``counted[r]`` is root ``r``'s mask in ``counts``; a merge withdraws the absorbed root's, an
+    opening the root's, and the closed roots touched in a level are re-evaluated at its end
+    when their box changed (``ws.seen`` keeps the box a mask was computed for).
+    """
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, stamp, counted, seen, touched, link = (
+        ws.label,
+        ws.box,
+        ws.stamp,
+        ws.wide,
+        ws.seen,
+        ws.touched,
+        ws.link,
+    )
+    order, coords, xy, epad, eorder, ecoords = ws.order, ws.coords, ws.xy, ws.epad, ws.eorder, ws.ecoords
+    label[:] = -2
+    for y in range(1, height + 1):
+        label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
+    if holes:
+        stamp[:] = -1
+    counts = np.zeros(deltas.shape[0], np.int64)
+    n_out = np.uint64(0)
+    for v in range(LEVELS):
+        ws.estarts[v] = n_out
+        n_touched = 0
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(order[i])
+            north, south, west, east = label[p - stride], label[p + stride], label[p - one], label[p + one]
+            highest = max(max(north, south), max(west, east))
+            if min(min(north, south), min(west, east)) == -2:
+                label[p] = -2
+                if record:
+                    epad[p] = v
+                    eorder[n_out] = p
+                    ecoords[n_out] = coords[i]
+                    n_out += one
+                if highest >= 0:
+                    for other in (p - stride, p + stride, p - one, p + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if holes:
+                            _count_mask(counts, counted[r], -1)
+                        m = r
+                        while True:
+                            label[m] = -2
+                            if record:
+                                epad[m] = v
+                                eorder[n_out] = m
+                                ecoords[n_out] = xy[m]
+                                n_out += one
+                            m = np.uint64(link[m])
+                            if m == r:
+                                break
+                continue
+            if highest < 0:
+                _new_root(ws, p, coords[i])
+                counted[p] = 0
+                seen[p] = -1
+                root = p
+            else:
+                root = np.uint64(highest)
+                lowest = min(
+                    min(north & 0x7FFFFFFF, south & 0x7FFFFFFF), min(west & 0x7FFFFFFF, east & 0x7FFFFFFF)
+                )
+                if lowest != highest:
+                    for other in (p - stride, p + stride, p - one, p + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r != root:
+                            root, gone = _merge(ws, root, r)
+                            if holes:
+                                _count_mask(counts, counted[gone], -1)
+                _add(ws, p, coords[i], root)
+            if holes and stamp[root] != v:
+                stamp[root] = v
+                touched[n_touched] = root
+                n_touched += 1
+        if holes:
+            for k in range(n_touched):
+                r = np.uint64(touched[k])
+                if label[r] != touched[k]:
+                    continue
+                x0, y0 = box[r, 0] - 1, box[r, 1] - 1
+                x1, y1 = min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1)
+                key = _box_key(x0, y0, x1, y1)
+                if key == seen[r]:
+                    continue
+                seen[r] = key
+                _count_mask(counts, counted[r], -1)
+                counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
+                _count_mask(counts, counted[r], 1)
+            out[v] = _mask_of_counts(counts)
+    ws.estarts[LEVELS] = n_out
+    out[LEVELS - 1] = 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _component_masks(
-    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray
+    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, limit: int, out: np.ndarray
 ):
     """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
 
-    ``ws.order`` holds every pixel by ``q``. ``counted[r]`` is the mask root ``r`` contributes
-    to ``counts``: a root absorbed by a merge withdraws it at once, a grown root is re-evaluated
-    at the end of the level.
+    ``ws.order`` holds every pixel by ``q``; labels are ``-1`` (not added) or the root. A pixel
+    whose present neighbours all carry one label joins it (the common case, found without
+    branches from the max and the min of the eight labels, absent ones masked high); otherwise
+    the components are merged. ``counted[r]`` is the mask root ``r`` contributes to ``counts``:
+    a root absorbed by a merge withdraws it at once, a touched root is re-evaluated at the end
+    of the level if its box changed.
     """
-    ring = _ring(width + 2)
-    parent, added, box, stamp, counted, touched = ws.parent, ws.added, ws.box, ws.stamp, ws.wide, ws.touched
-    added[:] = 0
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
+    order, coords = ws.order, ws.coords
+    label[:] = -1
     stamp[:] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS - 1, 0, -1):
         n_touched = 0
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
-            xy = ws.coords[i]
-            present = _ring_mask(added, p, ring)
-            added[p] = 1
-            if present == 0:
-                _start(ws, p, xy)
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(order[i])
+            xy = coords[i]
+            up, down = p - stride, p + stride
+            a, b, c = label[up - one], label[up], label[up + one]
+            d, e = label[p - one], label[p + one]
+            f, g, h = label[down - one], label[down], label[down + one]
+            highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
+            if highest < 0:
+                _new_root(ws, p, xy)
                 counted[p] = 0
+                seen[p] = -1
                 root = p
             else:
-                root = _find(parent, p + ring[RUNS[present, 0]])
-                for k in range(1, N_RUNS[present]):
-                    other = _find(parent, p + ring[RUNS[present, k]])
-                    if other != root:
-                        _union(ws, root, other)
-                        _count_mask(counts, counted[other], -1)
-                _attach(ws, p, xy, root)
+                root = np.uint64(highest)
+                lowest = min(
+                    min(min(a & 0x7FFFFFFF, b & 0x7FFFFFFF), min(c & 0x7FFFFFFF, d & 0x7FFFFFFF)),
+                    min(min(e & 0x7FFFFFFF, f & 0x7FFFFFFF), min(g & 0x7FFFFFFF, h & 0x7FFFFFFF)),
+                )
+                if lowest != highest:
+                    for other in (up - one, up, up + one, p - one, p + one, down - one, down, down + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r != root:
+                            root, gone = _merge(ws, root, r)
+                            _count_mask(counts, counted[gone], -1)
+                _add(ws, p, xy, root)
             if stamp[root] != v:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
         for k in range(n_touched):
-            r = touched[k]
-            if parent[r] != r:
+            r = np.uint64(touched[k])
+            if label[r] != touched[k]:
                 continue
+            x0, y0 = box[r, 0], box[r, 1]
+            x1, y1 = min(box[r, 2] + 1, width - 1), min(box[r, 3] + 1, height - 1)
+            key = _box_key(x0, y0, x1, y1)
+            if key == seen[r]:
+                continue
+            seen[r] = key
             _count_mask(counts, counted[r], -1)
-            counted[r] = _component_hit_mask(box[r], width, height, gt, deltas)
+            counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
             _count_mask(counts, counted[r], 1)
         out[v - 1] = _mask_of_counts(counts)
 
 
 @numba.njit(cache=True, nogil=True)
-def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
-    """``out[T]`` = hit mask of the hole boxes at cut ``T``: 4-components of ``{q <= T < e}``.
-
-    ``ws.order`` holds only the pixels with ``e > q``, by ``q``. A component shares one ``e`` and
-    stops being a hole at cut ``e`` (it opens to the outside); it is then withdrawn through the
-    list of roots dying at that level (links in ``ws.first``; entries of absorbed roots are skipped).
-    """
-    stride = width + 2
-    parent, added, box, stamp, counted, touched, epad = (
-        ws.parent,
-        ws.added,
-        ws.box,
-        ws.stamp,
-        ws.wide,
-        ws.touched,
-        ws.epad,
-    )
-    link = ws.first
-    added[:] = 0
-    stamp[:] = -1
-    link[:] = -2
-    dying = np.full(LEVELS, -1, np.int64)
-    counts = np.zeros(deltas.shape[0], np.int64)
-    for v in range(LEVELS - 1):
-        r = dying[v]
-        while r >= 0:
-            if parent[r] == r:
-                _count_mask(counts, counted[r], -1)
-                counted[r] = 0
-            r = link[r]
-        n_touched = 0
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
-            root = -1
-            for other in (p - stride, p + stride, p - 1, p + 1):
-                if not added[other] or epad[other] <= v:
-                    continue
-                other = _find(parent, other)
-                if root < 0:
-                    root = other
-                elif other != root:
-                    _union(ws, root, other)
-                    _count_mask(counts, counted[other], -1)
-            added[p] = 1
-            if root < 0:
-                _start(ws, p, ws.coords[i])
-                counted[p] = 0
-                root = p
-            else:
-                _attach(ws, p, ws.coords[i], root)
-            if stamp[root] != v:
-                stamp[root] = v
-                touched[n_touched] = root
-                n_touched += 1
-        for k in range(n_touched):
-            r = touched[k]
-            if parent[r] != r:
-                continue
-            _count_mask(counts, counted[r], -1)
-            counted[r] = _hit_mask(
-                box[r, 0] - 1,
-                box[r, 1] - 1,
-                min(box[r, 2] + 2, width - 1),
-                min(box[r, 3] + 2, height - 1),
-                gt,
-                deltas,
-            )
-            _count_mask(counts, counted[r], 1)
-            if link[r] == -2:
-                link[r] = dying[epad[r]]
-                dying[epad[r]] = r
-        out[v] = _mask_of_counts(counts)
-    out[LEVELS - 1] = 0
+def _better(area2: np.ndarray, first: np.ndarray, r: int, other: int) -> bool:
+    """Root ``r`` ranks above root ``other``: larger area, or equal area and a later first pixel."""
+    ur, uo = np.uint64(r), np.uint64(other)
+    return area2[ur] > area2[uo] or (area2[ur] == area2[uo] and first[ur] > first[uo])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -444,60 +504,115 @@ def _largest_masks(
 ):
     """``out[T]`` = hit mask of the box of the largest-area outer contour at cut ``T`` (v1).
 
-    ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls.
+    ``ws.eorder`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls
+    (8-connectivity, labels as in :func:`_component_masks`). Roots rank by ``(twice the area,
+    first pixel)``. A root untouched in a level keeps its rank, so the new best is the best of
+    the touched roots and the old best's root, unless that ranks below the old best (a merge
+    that added no area but an earlier first pixel): only then are all live roots scanned.
     """
-    ring = _ring(width + 2)
-    parent, added, box, first, position, area2, active = (
-        ws.parent,
-        ws.added,
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, first, position, area2, active, stamp, touched = (
+        ws.label,
         ws.box,
         ws.first,
         ws.position,
         ws.wide,
+        ws.active,
+        ws.stamp,
         ws.touched,
     )
-    added[:] = 0
-    n_active = 0
+    label[:] = -1
+    stamp[:] = -1
+    n_active = np.uint64(0)
     previous = 0
+    best = -1
+    best_area = 0
+    best_first = 0
     for v in range(LEVELS - 1, 0, -1):
-        if ws.starts[v] == ws.starts[v + 1]:
+        if ws.estarts[v] == ws.estarts[v + 1]:
             out[v - 1] = previous
             continue
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
-            xy = ws.coords[i]
+        n_touched = 0
+        for i in range(np.uint64(ws.estarts[v]), np.uint64(ws.estarts[v + 1])):
+            p = np.uint64(ws.eorder[i])
+            xy = ws.ecoords[i]
             raster = (xy >> 16) * width + (xy & 0xFFFF)
-            present = _ring_mask(added, p, ring)
-            added[p] = 1
-            if present == 0:
-                _start(ws, p, xy)
+            up, down = p - stride, p + stride
+            # ring order N, NE, E, SE, S, SW, W, NW (the bits of GAIN's mask)
+            a, b, c = label[up], label[up + one], label[p + one]
+            d, e, f = label[down + one], label[down], label[down - one]
+            g, h = label[p - one], label[up - one]
+            highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
+            if highest < 0:
+                _new_root(ws, p, xy)
                 area2[p] = 0
                 first[p] = raster
                 active[n_active] = p
                 position[p] = n_active
-                n_active += 1
-                continue
-            root = _find(parent, p + ring[RUNS[present, 0]])
-            for k in range(1, N_RUNS[present]):
-                other = _find(parent, p + ring[RUNS[present, k]])
-                if other == root:
-                    continue
-                _union(ws, root, other)
-                area2[root] += area2[other]
-                first[root] = min(first[root], first[other])
-                n_active -= 1
-                last = active[n_active]
-                active[position[other]] = last
-                position[last] = position[other]
-            _attach(ws, p, xy, root)
-            area2[root] += GAIN[present]
-            first[root] = min(first[root], raster)
-        best = active[0]
-        for k in range(1, n_active):
-            r = active[k]
-            if area2[r] > area2[best] or (area2[r] == area2[best] and first[r] > first[best]):
-                best = r
-        previous = _component_hit_mask(box[best], width, height, gt, deltas)
+                n_active += one
+                root = p
+            else:
+                root = np.uint64(highest)
+                lowest = min(
+                    min(min(a & 0x7FFFFFFF, b & 0x7FFFFFFF), min(c & 0x7FFFFFFF, d & 0x7FFFFFFF)),
+                    min(min(e & 0x7FFFFFFF, f & 0x7FFFFFFF), min(g & 0x7FFFFFFF, h & 0x7FFFFFFF)),
+                )
+                if lowest != highest:
+                    for other in (up, up + one, p + one, down + one, down, down - one, p - one, up - one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r == root:
+                            continue
+                        root, gone = _merge(ws, root, r)
+                        area2[root] += area2[gone]
+                        first[root] = min(first[root], first[gone])
+                        n_active -= one
+                        last = active[n_active]
+                        slot = np.uint64(position[gone])
+                        active[slot] = last
+                        position[np.uint64(last)] = slot
+                present = (
+                    np.uint64(a >= 0)
+                    | (np.uint64(b >= 0) << one)
+                    | (np.uint64(c >= 0) << np.uint64(2))
+                    | (np.uint64(d >= 0) << np.uint64(3))
+                    | (np.uint64(e >= 0) << np.uint64(4))
+                    | (np.uint64(f >= 0) << np.uint64(5))
+                    | (np.uint64(g >= 0) << np.uint64(6))
+                    | (np.uint64(h >= 0) << np.uint64(7))
+                )
+                _add(ws, p, xy, root)
+                area2[root] += GAIN[present]
+                first[root] = min(first[root], raster)
+            if stamp[root] != v:
+                stamp[root] = v
+                touched[n_touched] = root
+                n_touched += 1
+        candidate = np.int64(label[best]) if best >= 0 else -1
+        for k in range(n_touched):
+            r = np.int64(touched[k])
+            if label[r] == r and (candidate < 0 or _better(area2, first, r, candidate)):
+                candidate = r
+        if best >= 0 and (
+            area2[candidate] < best_area or (area2[candidate] == best_area and first[candidate] < best_first)
+        ):
+            candidate = np.int64(active[0])
+            for k in range(1, n_active):
+                r = np.int64(active[k])
+                if _better(area2, first, r, candidate):
+                    candidate = r
+        best = candidate
+        best_area = area2[best]
+        best_first = first[best]
+        previous = _hit_mask(
+            box[best, 0],
+            box[best, 1],
+            min(box[best, 2] + 1, width - 1),
+            min(box[best, 3] + 1, height - 1),
+            gt,
+            deltas,
+        )
         out[v - 1] = previous
     out[LEVELS - 1] = 0
 
@@ -512,25 +627,18 @@ def _level_hit_masks(
     multi_contour: bool,
 ) -> np.ndarray:
     n_maps, height, width = quantized.shape
-    stride = width + 2
     out = np.zeros((n_maps, LEVELS), np.int64)
     components = np.zeros(LEVELS, np.int64)
     holes = np.zeros(LEVELS, np.int64)
     for i in range(n_maps):
-        top = 0
-        for y in range(height):
-            for x in range(width):
-                value = quantized[i, y, x]
-                ws.qpad[(y + 1) * stride + 1 + x] = value
-                top = max(top, np.int64(value))
+        top = _load_and_sort(ws, quantized[i], height, width)
         boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
-        _exterior_levels(ws, height, width, not multi_contour)
+        limit = _small_box_limit(boxes, deltas)
         if multi_contour:
-            _sort_pixels(ws, height, width, False)
-            _component_masks(ws, height, width, boxes, deltas, components)
-            _sort_pixels(ws, height, width, True)
-            _hole_masks(ws, height, width, boxes, deltas, holes)
+            _exterior_sweep(ws, height, width, boxes, deltas, limit, holes, True, False)
+            _component_masks(ws, height, width, boxes, deltas, limit, components)
         else:
+            _exterior_sweep(ws, height, width, boxes, deltas, limit, holes, False, True)
             _largest_masks(ws, height, width, boxes, deltas, components)
             holes[:] = 0
         empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
