@@ -275,29 +275,39 @@ def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge(ws: Workspace, a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
+def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
 
-    The smaller one's pixels are relabelled (walked along its circular ``ws.link`` list), so
-    every pixel's label is its root at all times; the lists are spliced and the boxes merged.
+    The smaller one's pixels are relabelled, so every pixel's label is its root at all times:
+    by a scan of its box when the box is at most twice its size (sequential), else along its
+    circular ``ws.link`` list; the lists are spliced and the boxes merged.
     """
     label, link, size, box = ws.label, ws.link, ws.size, ws.box
     if size[a] < size[b]:
         a, b = b, a
-    m = b
-    while True:
-        label[m] = a
-        m = np.uint64(link[m])
-        if m == b:
-            break
+    x0, y0, x1, y1 = box[b, 0], box[b, 1], box[b, 2], box[b, 3]
+    if size[b] >= 64 and (x1 - x0 + 1) * (y1 - y0 + 1) <= 2 * size[b]:
+        one, old, new = np.uint64(1), np.int32(b), np.int32(a)
+        for y in range(y0, y1 + 1):
+            row = np.uint64(y + 1) * stride + one
+            for p in range(row + np.uint64(x0), row + np.uint64(x1) + one):
+                if label[p] == old:
+                    label[p] = new
+    else:
+        m = b
+        while True:
+            label[m] = a
+            m = np.uint64(link[m])
+            if m == b:
+                break
     following = link[a]
     link[a] = link[b]
     link[b] = following
     size[a] += size[b]
-    box[a, 0] = min(box[a, 0], box[b, 0])
-    box[a, 1] = min(box[a, 1], box[b, 1])
-    box[a, 2] = max(box[a, 2], box[b, 2])
-    box[a, 3] = max(box[a, 3], box[b, 3])
+    box[a, 0] = min(box[a, 0], x0)
+    box[a, 1] = min(box[a, 1], y0)
+    box[a, 2] = max(box[a, 2], x1)
+    box[a, 3] = max(box[a, 3], y1)
     return a, b
 
 
@@ -395,7 +405,7 @@ def _exterior_sweep(
                             continue
                         r = np.uint64(label[other])
                         if r != root:
-                            root, gone = _merge(ws, root, r)
+                            root, gone = _merge(ws, root, r, stride)
                             if holes:
                                 _count_mask(counts, counted[gone], -1)
                 _add(ws, p, coords[i], root)
@@ -468,7 +478,7 @@ def _component_masks(
                             continue
                         r = np.uint64(label[other])
                         if r != root:
-                            root, gone = _merge(ws, root, r)
+                            root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
                 _add(ws, p, xy, root)
             if stamp[root] != v:
@@ -564,7 +574,7 @@ def _largest_masks(
                         r = np.uint64(label[other])
                         if r == root:
                             continue
-                        root, gone = _merge(ws, root, r)
+                        root, gone = _merge(ws, root, r, stride)
                         area2[root] += area2[gone]
                         first[root] = min(first[root], first[gone])
                         n_active -= one
