@@ -50,7 +50,7 @@ class Workspace(NamedTuple):
     size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
     stamp: np.ndarray  # int32 grid: last level a root was touched
-    first: np.ndarray  # int32 grid: a root's first pixel in raster order (v1)
+    first: np.ndarray  # int32 grid: a root's first pixel in raster order, as a padded index (v1)
     position: np.ndarray  # int32 grid: a root's slot in the active list (v1)
     wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
     seen: np.ndarray  # int64 grid: the packed box a root's counted mask was computed for (V2)
@@ -268,10 +268,15 @@ def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
     link[p] = link[root]
     link[root] = p
     ws.size[root] += 1
-    box[root, 0] = min(box[root, 0], xy & 0xFFFF)
-    box[root, 1] = min(box[root, 1], xy >> 16)
-    box[root, 2] = max(box[root, 2], xy & 0xFFFF)
-    box[root, 3] = max(box[root, 3], xy >> 16)
+    x, y = xy & 0xFFFF, xy >> 16
+    if x < box[root, 0]:
+        box[root, 0] = x
+    elif x > box[root, 2]:
+        box[root, 2] = x
+    if y < box[root, 1]:
+        box[root, 1] = y
+    elif y > box[root, 3]:
+        box[root, 3] = y
 
 
 @numba.njit(cache=True, nogil=True)
@@ -409,7 +414,11 @@ def _exterior_sweep(
                             if holes:
                                 _count_mask(counts, counted[gone], -1)
                 _add(ws, p, coords[i], root)
-            if holes and stamp[root] != v:
+            if (
+                holes
+                and stamp[root] != v
+                and 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4) >= limit
+            ):
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
@@ -481,7 +490,7 @@ def _component_masks(
                             root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
                 _add(ws, p, xy, root)
-            if stamp[root] != v:
+            if stamp[root] != v and 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2) >= limit:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
@@ -546,7 +555,6 @@ def _largest_masks(
         for i in range(np.uint64(ws.estarts[v]), np.uint64(ws.estarts[v + 1])):
             p = np.uint64(ws.eorder[i])
             xy = ws.ecoords[i]
-            raster = (xy >> 16) * width + (xy & 0xFFFF)
             up, down = p - stride, p + stride
             # ring order N, NE, E, SE, S, SW, W, NW (the bits of GAIN's mask)
             a, b, c = label[up], label[up + one], label[p + one]
@@ -556,7 +564,7 @@ def _largest_masks(
             if highest < 0:
                 _new_root(ws, p, xy)
                 area2[p] = 0
-                first[p] = raster
+                first[p] = p
                 active[n_active] = p
                 position[p] = n_active
                 n_active += one
@@ -594,8 +602,8 @@ def _largest_masks(
                 )
                 _add(ws, p, xy, root)
                 area2[root] += GAIN[present]
-                first[root] = min(first[root], raster)
-            if stamp[root] != v:
+                first[root] = min(first[root], p)
+            if stamp[root] != v and area2[root] >= best_area:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
