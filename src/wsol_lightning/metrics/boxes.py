@@ -111,6 +111,31 @@ GAIN = _gain_table()
 
 
 @numba.njit(cache=True, nogil=True)
+def _min_max_nan(row: np.ndarray) -> tuple[float, float, bool]:
+    """Minimum, maximum and whether there is a NaN (then the extremes are meaningless).
+
+    Four independent accumulators (no early exit) break the dependency chain of a plain loop;
+    the order only matters for the sign of a zero extreme, which no quantized value depends on.
+    """
+    n = row.shape[0]
+    low0 = low1 = low2 = low3 = high0 = high1 = high2 = high3 = row[0]
+    nan = False
+    j = 0
+    while j + 4 <= n:
+        a, b, c, d = row[j], row[j + 1], row[j + 2], row[j + 3]
+        nan |= (a != a) | (b != b) | (c != c) | (d != d)
+        low0, low1, low2, low3 = min(low0, a), min(low1, b), min(low2, c), min(low3, d)
+        high0, high1, high2, high3 = max(high0, a), max(high1, b), max(high2, c), max(high3, d)
+        j += 4
+    while j < n:
+        a = row[j]
+        nan |= a != a
+        low0, high0 = min(low0, a), max(high0, a)
+        j += 1
+    return min(min(low0, low1), min(low2, low3)), max(max(high0, high1), max(high2, high3)), nan
+
+
+@numba.njit(cache=True, nogil=True)
 def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fused definitions 1-2: ``uint8(255 * (x - min) / max(x - min))`` per map, in float64.
 
@@ -131,17 +156,8 @@ def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     status = np.zeros(n_maps, np.int64)
     for i in range(n_maps):
         row = flat[i]
-        lowest = row[0]
-        highest = row[0]
-        for value in row:
-            if np.isnan(value):
-                status[i] = 1
-                break
-            lowest = min(lowest, value)
-            highest = max(highest, value)
-        if status[i] != 0:
-            continue
-        if lowest == highest:
+        lowest, highest, nan = _min_max_nan(row)
+        if nan or lowest == highest:
             status[i] = 1
             continue
         if not (np.isfinite(lowest) and np.isfinite(highest)):
