@@ -44,7 +44,7 @@ class Workspace(NamedTuple):
     """Per-pixel arrays shared by the kernels of one batch; grids are padded by one pixel."""
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
-    epad: np.ndarray  # uint8 grid: exterior level e (v1), padding 0
+    visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
     label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (exterior sweep)
     link: np.ndarray  # int32 grid: circular list of a component's pixels
     size: np.ndarray  # int32 grid: a root's pixel count
@@ -55,14 +55,11 @@ class Workspace(NamedTuple):
     wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
     seen: np.ndarray  # int64 grid: the packed box a root's counted mask was computed for (V2)
     xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
-    order: np.ndarray  # int32 [H * W]: pixels grouped by q
+    order: np.ndarray  # int32 [H * W]: pixels grouped by q (V2) or by e (v1)
     coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
-    eorder: np.ndarray  # int32 [H * W]: pixels grouped by e (v1)
-    ecoords: np.ndarray  # int32 [H * W]: y << 16 | x of eorder's pixels
     touched: np.ndarray  # int32 [H * W]: roots touched in a level
     active: np.ndarray  # int32 [H * W]: live roots (v1)
     starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
-    estarts: np.ndarray  # int64 [257]: e level v is eorder[estarts[v]:estarts[v + 1]]
 
 
 def _workspace(height: int, width: int) -> Workspace:
@@ -73,7 +70,7 @@ def _workspace(height: int, width: int) -> Workspace:
     ]
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
-        epad=np.zeros(padded, np.uint8),
+        visited=np.empty(padded, np.uint8),
         label=np.empty(padded, np.int32),
         link=np.empty(padded, np.int32),
         size=np.empty(padded, np.int32),
@@ -86,12 +83,9 @@ def _workspace(height: int, width: int) -> Workspace:
         xy=xy.ravel(),
         order=np.empty(height * width, np.int32),
         coords=np.empty(height * width, np.int32),
-        eorder=np.empty(height * width, np.int32),
-        ecoords=np.empty(height * width, np.int32),
         touched=np.empty(height * width, np.int32),
         active=np.empty(height * width, np.int32),
         starts=np.empty(LEVELS + 1, np.int64),
-        estarts=np.empty(LEVELS + 1, np.int64),
     )
 
 
@@ -266,6 +260,76 @@ def _load_and_sort(ws: Workspace, quantized: np.ndarray, height: int, width: int
 
 
 @numba.njit(cache=True, nogil=True)
+def _load(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
+    """Copy one uint8 map into ``ws.qpad``; return its maximum."""
+    qpad = ws.qpad
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    top = 0
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            value = quantized[y, x]
+            qpad[row + np.uint64(x)] = value
+            top = max(top, np.int64(value))
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def _exterior_flood(ws: Workspace, height: int, width: int) -> None:
+    """Every pixel by ``e`` into ``ws.order``, ``ws.coords`` and ``ws.starts`` (v1).
+
+    ``e`` (module docstring) by a priority flood from the frame with a bucket queue: a pixel
+    leaves its bucket at level ``e`` and queues each unvisited 4-neighbour ``n`` at
+    ``max(q[n], e)``; one at the current level goes on top of the current bucket (a stack, so
+    the order stays spatially local). The padding is marked visited and never queued.
+    """
+    qpad, visited, following, order, coords, xy, starts = (
+        ws.qpad,
+        ws.visited,
+        ws.link,
+        ws.order,
+        ws.coords,
+        ws.xy,
+        ws.starts,
+    )
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    visited[:] = 1
+    for y in range(1, height + 1):
+        visited[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = 0
+    head = np.full(LEVELS, -1, np.int64)
+    for y in range(1, height + 1):
+        step = 1 if y == 1 or y == height else max(width - 1, 1)
+        for x in range(1, width + 1, step):
+            p = np.uint64(y) * stride + np.uint64(x)
+            visited[p] = 1
+            level = qpad[p]
+            following[p] = head[level]
+            head[level] = p
+    n = np.uint64(0)
+    for v in range(LEVELS):
+        starts[v] = n
+        h = head[v]
+        while h >= 0:
+            p = np.uint64(h)
+            h = following[p]
+            order[n] = p
+            coords[n] = xy[p]
+            n += one
+            for other in (p - stride, p + stride, p - one, p + one):
+                if visited[other]:
+                    continue
+                visited[other] = 1
+                level = max(qpad[other], np.uint8(v))
+                if level == v:
+                    following[other] = h
+                    h = np.int64(other)
+                else:
+                    following[other] = head[level]
+                    head[level] = other
+    starts[LEVELS] = n
+
+
+@numba.njit(cache=True, nogil=True)
 def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
     ws.label[p] = p
     ws.link[p] = p
@@ -333,7 +397,7 @@ def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tupl
 
 
 @numba.njit(cache=True, nogil=True)
-def _exterior_sweep(
+def _hole_masks(
     ws: Workspace,
     height: int,
     width: int,
@@ -341,23 +405,21 @@ def _exterior_sweep(
     deltas: np.ndarray,
     limit: int,
     out: np.ndarray,
-    holes: bool,
-    record: bool,
 ) -> None:
-    """Bottom-up sweep of the 4-components of ``{q <= T}``: the exterior levels and the holes.
+    """``out[T]`` = hit mask of the hole boxes at cut ``T``: a bottom-up sweep of ``{q <= T}``.
 
-    ``ws.order`` holds every pixel by ``q``. Labels: ``-1`` not added yet, ``-2`` open (its
-    component touches the frame; the padding is open), else the root of a closed component, a
-    hole. When a closed component opens at level ``v`` every pixel of it (walked along its
-    circular ``ws.link`` list) gets ``e = v``; a pixel added next to an open one gets ``e = q``.
-    So pixels receive ``e`` in nondecreasing order, which ``record`` writes to
-    ``ws.eorder``/``ws.ecoords``/``ws.estarts`` (and ``e`` to ``ws.epad``) for the v1 sweep.
+    Holes at cut ``T`` are the 4-components of ``{q <= T}`` that do not touch the frame (those
+    of ``{q <= T < e}``), boxed ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1), min(hmaxy + 2,
+    H - 1)]``. ``ws.order`` holds every pixel by ``q``. Labels: ``-1`` not added yet, ``-2``
+    open (the padding is open, and so is a pixel added next to an open one), else the root of a
+    closed component: a hole. A pixel added next to an open one opens the closed components
+    around it (every pixel of one is relabelled ``-2``, walking its circular ``ws.link`` list);
+    closed components merge as in :func:`_component_masks`.
 
-    With ``holes``, ``out[T]`` = hit mask of the hole boxes at cut ``T`` (4-components of
-    ``{q <= T < e}``), ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1), min(hmaxy + 2, H - 1)]``:
     ``counted[r]`` is root ``r``'s mask in ``counts``; a merge withdraws the absorbed root's, an
-    opening the root's, and the closed roots touched in a level are re-evaluated at its end
-    when their box changed (``ws.seen`` keeps the box a mask was computed for).
+    opening the root's. Only a root whose box could reach the lowest IoU threshold (``limit``,
+    see :func:`_box_mask`) is noted as touched in a level; at its end the touched closed roots
+    are re-evaluated when their box changed (``ws.seen`` keeps the box a mask was computed for).
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched, link = (
@@ -369,16 +431,13 @@ def _exterior_sweep(
         ws.touched,
         ws.link,
     )
-    order, coords, xy, epad, eorder, ecoords = ws.order, ws.coords, ws.xy, ws.epad, ws.eorder, ws.ecoords
+    order, coords = ws.order, ws.coords
     label[:] = -2
     for y in range(1, height + 1):
         label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
-    if holes:
-        stamp[:] = -1
+    stamp[:] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
-    n_out = np.uint64(0)
     for v in range(LEVELS):
-        ws.estarts[v] = n_out
         n_touched = 0
         for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
             p = np.uint64(order[i])
@@ -386,26 +445,15 @@ def _exterior_sweep(
             highest = max(max(north, south), max(west, east))
             if min(min(north, south), min(west, east)) == -2:
                 label[p] = -2
-                if record:
-                    epad[p] = v
-                    eorder[n_out] = p
-                    ecoords[n_out] = coords[i]
-                    n_out += one
                 if highest >= 0:
                     for other in (p - stride, p + stride, p - one, p + one):
                         if label[other] < 0:
                             continue
                         r = np.uint64(label[other])
-                        if holes:
-                            _count_mask(counts, counted[r], -1)
+                        _count_mask(counts, counted[r], -1)
                         m = r
                         while True:
                             label[m] = -2
-                            if record:
-                                epad[m] = v
-                                eorder[n_out] = m
-                                ecoords[n_out] = xy[m]
-                                n_out += one
                             m = np.uint64(link[m])
                             if m == r:
                                 break
@@ -427,33 +475,26 @@ def _exterior_sweep(
                         r = np.uint64(label[other])
                         if r != root:
                             root, gone = _merge(ws, root, r, stride)
-                            if holes:
-                                _count_mask(counts, counted[gone], -1)
+                            _count_mask(counts, counted[gone], -1)
                 _add(ws, p, coords[i], root)
-            if (
-                holes
-                and stamp[root] != v
-                and 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4) >= limit
-            ):
+            if stamp[root] != v and 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4) >= limit:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
-        if holes:
-            for k in range(n_touched):
-                r = np.uint64(touched[k])
-                if label[r] != touched[k]:
-                    continue
-                x0, y0 = box[r, 0] - 1, box[r, 1] - 1
-                x1, y1 = min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1)
-                key = _box_key(x0, y0, x1, y1)
-                if key == seen[r]:
-                    continue
-                seen[r] = key
-                _count_mask(counts, counted[r], -1)
-                counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
-                _count_mask(counts, counted[r], 1)
-            out[v] = _mask_of_counts(counts)
-    ws.estarts[LEVELS] = n_out
+        for k in range(n_touched):
+            r = np.uint64(touched[k])
+            if label[r] != touched[k]:
+                continue
+            x0, y0 = box[r, 0] - 1, box[r, 1] - 1
+            x1, y1 = min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1)
+            key = _box_key(x0, y0, x1, y1)
+            if key == seen[r]:
+                continue
+            seen[r] = key
+            _count_mask(counts, counted[r], -1)
+            counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
+            _count_mask(counts, counted[r], 1)
+        out[v] = _mask_of_counts(counts)
     out[LEVELS - 1] = 0
 
 
@@ -539,7 +580,7 @@ def _largest_masks(
 ):
     """``out[T]`` = hit mask of the box of the largest-area outer contour at cut ``T`` (v1).
 
-    ``ws.eorder`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls
+    ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls
     (8-connectivity, labels as in :func:`_component_masks`). Roots rank by ``(twice the area,
     first pixel)``. A root untouched in a level keeps its rank, so the new best is the best of
     the touched roots and the old best's root, unless that ranks below the old best (a merge
@@ -564,13 +605,13 @@ def _largest_masks(
     best_area = 0
     best_first = 0
     for v in range(LEVELS - 1, 0, -1):
-        if ws.estarts[v] == ws.estarts[v + 1]:
+        if ws.starts[v] == ws.starts[v + 1]:
             out[v - 1] = previous
             continue
         n_touched = 0
-        for i in range(np.uint64(ws.estarts[v]), np.uint64(ws.estarts[v + 1])):
-            p = np.uint64(ws.eorder[i])
-            xy = ws.ecoords[i]
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(ws.order[i])
+            xy = ws.coords[i]
             up, down = p - stride, p + stride
             # ring order N, NE, E, SE, S, SW, W, NW (the bits of GAIN's mask)
             a, b, c = label[up], label[up + one], label[p + one]
@@ -665,16 +706,16 @@ def _level_hit_masks(
     components = np.zeros(LEVELS, np.int64)
     holes = np.zeros(LEVELS, np.int64)
     for i in range(n_maps):
-        top = _load_and_sort(ws, quantized[i], height, width)
         boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
-        limit = _small_box_limit(boxes, deltas)
         if multi_contour:
-            _exterior_sweep(ws, height, width, boxes, deltas, limit, holes, True, False)
+            top = _load_and_sort(ws, quantized[i], height, width)
+            limit = _small_box_limit(boxes, deltas)
+            _hole_masks(ws, height, width, boxes, deltas, limit, holes)
             _component_masks(ws, height, width, boxes, deltas, limit, components)
         else:
-            _exterior_sweep(ws, height, width, boxes, deltas, limit, holes, False, True)
+            top = _load(ws, quantized[i], height, width)
+            _exterior_flood(ws, height, width)
             _largest_masks(ws, height, width, boxes, deltas, components)
-            holes[:] = 0
         empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
         for cut in range(LEVELS):
             out[i, cut] = components[cut] | holes[cut] if cut < top else empty
