@@ -2,19 +2,19 @@
 
 The reference (wsolevaluation ``compute_bboxes_from_scoremaps``) runs ``cv2.findContours`` with
 ``RETR_TREE`` / ``CHAIN_APPROX_SIMPLE`` once per threshold. Foreground sets ``q > T`` are nested,
-so the kernels here grow them level by level with union-find and report, for every cut ``T``,
-which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
+so the kernels here grow them level by level and report, for every cut ``T``, which IoU
+thresholds some box reaches (definitions 3 and 4 of issue 2):
 
-* ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
-  minimax level of 4-paths to the outside (a priority flood from the frame).
 * multi-contour (V2): one box per 8-connected foreground component,
   ``[minx, miny, min(maxx + 1, W - 1), min(maxy + 1, H - 1)]`` (OpenCV's bounding rectangle of
   the outer contour, with the reference's off-by-one), and one per hole, a 4-connected
   background component not touching the frame, ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1),
   min(hmaxy + 2, H - 1)]`` (the hole contour runs through the foreground pixels around it).
-  Foreground components are swept from the top level down over every pixel; holes at cut ``T``
-  are the 4-components of ``{q <= T < e}``, swept from the bottom up over the pixels with
-  ``e > q`` only (a component shares one ``e``, the cut at which it opens to the outside).
+  One counting sort orders the pixels by ``q``; foreground components are swept from the top
+  level down, holes from the bottom up as the 4-components of ``{q <= T}`` that do not touch
+  the frame (a component that reaches the frame, or a pixel next to it, is open for good).
+* ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
+  minimax level of 4-paths to the outside (a priority flood from the frame; v1 only).
 * largest contour (v1): the reference keeps ``max(contours, key=cv2.contourArea)``. A contour's
   polygon area never exceeds its parent's, and OpenCV lists a parent before its children, so
   the winner is always the outer contour of a top-level component. The area of that polygon
@@ -23,9 +23,14 @@ which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
   are the 8-connected components of ``{e > T}``. OpenCV lists top-level contours in reverse
   raster order of their first pixel, so ties go to the component whose first pixel comes last.
 
-IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
-foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of
-background (``q = e = 0``, never added), so neighbour loops need no bounds checks. Kernels are
+Components are kept as labels that always name their root (no union-find paths): a pixel whose
+present neighbours carry one label joins it without a search, and a merge relabels the smaller
+component (scanning its box when dense, else walking its circular member list). Per level,
+only roots whose box could reach some IoU threshold are re-evaluated, and only when their box
+changed. IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive
+boxes. With no foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel
+border of background (never added), so neighbour loops need no bounds checks; grid indices are
+unsigned, which spares numba's negative-index wraparound on every access. Kernels are
 numba-compiled on first use (``cache=True``); ``wsol_lightning.metrics`` imports this module only
 when a metric first updates.
 """
@@ -45,11 +50,11 @@ class Workspace(NamedTuple):
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
-    label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (exterior sweep)
-    link: np.ndarray  # int32 grid: circular list of a component's pixels
+    label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
+    link: np.ndarray  # int32 grid: circular list of a component's pixels; flood queue link (v1)
     size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
-    stamp: np.ndarray  # int32 grid: last level a root was touched
+    stamp: np.ndarray  # int32 grid: last level a root was noted as touched
     first: np.ndarray  # int32 grid: a root's first pixel in raster order, as a padded index (v1)
     position: np.ndarray  # int32 grid: a root's slot in the active list (v1)
     wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
@@ -57,7 +62,7 @@ class Workspace(NamedTuple):
     xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
     order: np.ndarray  # int32 [H * W]: pixels grouped by q (V2) or by e (v1)
     coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
-    touched: np.ndarray  # int32 [H * W]: roots touched in a level
+    touched: np.ndarray  # int32 [H * W]: roots noted as touched in a level
     active: np.ndarray  # int32 [H * W]: live roots (v1)
     starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
 
@@ -210,6 +215,10 @@ def _box_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
 
 @numba.njit(cache=True, nogil=True)
 def _small_box_limit(gt: np.ndarray, deltas: np.ndarray) -> int:
+    """``min(deltas) * min(GT area)`` (see :func:`_box_mask`); with no GT box or no threshold
+    nothing can hit, and the limit is out of reach."""
+    if gt.shape[0] == 0 or deltas.shape[0] == 0:
+        return 1 << 62
     smallest = (gt[0, 2] - gt[0, 0] + 1) * (gt[0, 3] - gt[0, 1] + 1)
     for g in range(1, gt.shape[0]):
         smallest = min(smallest, (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1))
@@ -218,6 +227,7 @@ def _small_box_limit(gt: np.ndarray, deltas: np.ndarray) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _box_key(x0: int, y0: int, x1: int, y1: int) -> int:
+    """A box packed in one int64 (coordinates below 32768), to tell whether a root's box changed."""
     return x0 | (y0 << 16) | (np.int64(x1) << 32) | (np.int64(y1) << 48)
 
 
@@ -477,7 +487,9 @@ def _hole_masks(
                             root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
                 _add(ws, p, coords[i], root)
-            if stamp[root] != v and 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4) >= limit:
+            # the hole box is at most 3 pixels wider and higher than the component's
+            reach = 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4)
+            if stamp[root] != v and reach >= limit:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
@@ -507,9 +519,11 @@ def _component_masks(
     ``ws.order`` holds every pixel by ``q``; labels are ``-1`` (not added) or the root. A pixel
     whose present neighbours all carry one label joins it (the common case, found without
     branches from the max and the min of the eight labels, absent ones masked high); otherwise
-    the components are merged. ``counted[r]`` is the mask root ``r`` contributes to ``counts``:
-    a root absorbed by a merge withdraws it at once, a touched root is re-evaluated at the end
-    of the level if its box changed.
+    the components are merged (:func:`_merge`). ``counted[r]`` is the mask root ``r``
+    contributes to ``counts``: a root absorbed by a merge withdraws it at once. Only a root
+    whose box could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`) is noted
+    as touched in a level; at its end the touched roots are re-evaluated when their box changed
+    (``ws.seen`` keeps the box a mask was computed for).
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
@@ -547,7 +561,9 @@ def _component_masks(
                             root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
                 _add(ws, p, xy, root)
-            if stamp[root] != v and 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2) >= limit:
+            # the reference box is at most 1 pixel wider and higher than the component's
+            reach = 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2)
+            if stamp[root] != v and reach >= limit:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
@@ -582,9 +598,11 @@ def _largest_masks(
 
     ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls
     (8-connectivity, labels as in :func:`_component_masks`). Roots rank by ``(twice the area,
-    first pixel)``. A root untouched in a level keeps its rank, so the new best is the best of
-    the touched roots and the old best's root, unless that ranks below the old best (a merge
-    that added no area but an earlier first pixel): only then are all live roots scanned.
+    first pixel)``; the first pixel is compared as a padded index (same order as raster). A
+    root untouched in a level keeps its rank, so the new best is the best of the touched roots
+    (only those with at least the old best's area are noted: areas never shrink) and the old
+    best's root, unless that ranks below the old best (a merge that added no area but an
+    earlier first pixel): only then are all live roots scanned.
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, first, position, area2, active, stamp, touched = (
