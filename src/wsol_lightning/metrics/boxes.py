@@ -341,7 +341,9 @@ def _exterior_flood(ws: Workspace, height: int, width: int) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
+    """Start a component of pixel ``p`` (every per-root field a sweep reads is set here)."""
     ws.label[p] = p
+    ws.stamp[p] = -1
     ws.link[p] = p
     ws.size[p] = 1
     ws.box[p, 0] = xy & 0xFFFF
@@ -445,7 +447,6 @@ def _hole_masks(
     label[:] = -2
     for y in range(1, height + 1):
         label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
-    stamp[:] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS):
         n_touched = 0
@@ -529,7 +530,6 @@ def _component_masks(
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
     order, coords = ws.order, ws.coords
     label[:] = -1
-    stamp[:] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS - 1, 0, -1):
         n_touched = 0
@@ -616,7 +616,6 @@ def _largest_masks(
         ws.touched,
     )
     label[:] = -1
-    stamp[:] = -1
     n_active = np.uint64(0)
     previous = 0
     best = -1
