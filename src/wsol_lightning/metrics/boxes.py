@@ -476,10 +476,7 @@ def _hole_masks(
                 root = p
             else:
                 root = np.uint64(highest)
-                lowest = min(
-                    min(north & 0x7FFFFFFF, south & 0x7FFFFFFF), min(west & 0x7FFFFFFF, east & 0x7FFFFFFF)
-                )
-                if lowest != highest:
+                if north & south & west & east != highest:  # see _component_masks
                     for other in (p - stride, p + stride, p - one, p + one):
                         if label[other] < 0:
                             continue
@@ -518,9 +515,10 @@ def _component_masks(
     """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
 
     ``ws.order`` holds every pixel by ``q``; labels are ``-1`` (not added) or the root. A pixel
-    whose present neighbours all carry one label joins it (the common case, found without
-    branches from the max and the min of the eight labels, absent ones masked high); otherwise
-    the components are merged (:func:`_merge`). ``counted[r]`` is the mask root ``r``
+    whose present neighbours all carry one label joins it (the common case); otherwise the
+    components are merged (:func:`_merge`). The test needs no branch per neighbour: ``-1`` (all
+    bits set) is neutral for ``&``, and the ``&`` of two different labels ``>= 0`` is below the
+    larger one, so the present labels agree iff the ``&`` of all eight equals their maximum. ``counted[r]`` is the mask root ``r``
     contributes to ``counts``: a root absorbed by a merge withdraws it at once. Only a root
     whose box could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`) is noted
     as touched in a level; at its end the touched roots are re-evaluated when their box changed
@@ -548,11 +546,7 @@ def _component_masks(
                 root = p
             else:
                 root = np.uint64(highest)
-                lowest = min(
-                    min(min(a & 0x7FFFFFFF, b & 0x7FFFFFFF), min(c & 0x7FFFFFFF, d & 0x7FFFFFFF)),
-                    min(min(e & 0x7FFFFFFF, f & 0x7FFFFFFF), min(g & 0x7FFFFFFF, h & 0x7FFFFFFF)),
-                )
-                if lowest != highest:
+                if a & b & c & d & e & f & g & h != highest:
                     for other in (up - one, up, up + one, p - one, p + one, down - one, down, down + one):
                         if label[other] < 0:
                             continue
@@ -645,11 +639,7 @@ def _largest_masks(
                 root = p
             else:
                 root = np.uint64(highest)
-                lowest = min(
-                    min(min(a & 0x7FFFFFFF, b & 0x7FFFFFFF), min(c & 0x7FFFFFFF, d & 0x7FFFFFFF)),
-                    min(min(e & 0x7FFFFFFF, f & 0x7FFFFFFF), min(g & 0x7FFFFFFF, h & 0x7FFFFFFF)),
-                )
-                if lowest != highest:
+                if a & b & c & d & e & f & g & h != highest:
                     for other in (up, up + one, p + one, down + one, down, down - one, p - one, up - one):
                         if label[other] < 0:
                             continue
