@@ -86,6 +86,23 @@ def threshold_hits(
     if (status == 2).any():
         raise ValueError("a CAM contains +-inf; only NaN maps (set to zeros) and finite maps are accepted")
     masks = level_hit_masks(quantized, gt, offsets, deltas, bool(multi_contour))
-    cuts = threshold_cuts(thresholds, quantized.reshape(len(maps), -1).max(axis=1))
-    per_threshold = np.take_along_axis(masks, cuts, axis=1)
-    return ((per_threshold[:, None, :] >> np.arange(len(deltas))[None, :, None]) & 1).astype(bool)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if len(thresholds) == 0:
+        return np.zeros((len(maps), len(deltas), 0), dtype=bool)
+    # Bits as bool [N, D, 256], read at each map's cuts. Maps of one maximum (255 unless all zero)
+    # share their cuts, which come in runs of equal values (10 000 thresholds, 256 levels): gather
+    # each run's level once and repeat it.
+    levels = ((masks[:, None, :] >> np.arange(len(deltas))[:, None]) & 1).astype(bool)
+    tops = quantized.reshape(len(maps), -1).max(axis=1)
+    hits = None
+    for top in np.unique(tops):
+        cuts = threshold_cuts(thresholds, top[None])[0]
+        starts = np.flatnonzero(np.concatenate(([True], cuts[1:] != cuts[:-1])))
+        runs = np.diff(np.append(starts, len(cuts)))
+        if hits is None and (tops == top).all():
+            return np.repeat(levels[:, :, cuts[starts]], runs, axis=2)
+        if hits is None:
+            hits = np.empty((len(maps), len(deltas), len(thresholds)), dtype=bool)
+        rows = tops == top
+        hits[rows] = np.repeat(levels[rows][:, :, cuts[starts]], runs, axis=2)
+    return hits

@@ -2,19 +2,19 @@
 
 The reference (wsolevaluation ``compute_bboxes_from_scoremaps``) runs ``cv2.findContours`` with
 ``RETR_TREE`` / ``CHAIN_APPROX_SIMPLE`` once per threshold. Foreground sets ``q > T`` are nested,
-so the kernels here grow them level by level with union-find and report, for every cut ``T``,
-which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
+so the kernels here grow them level by level and report, for every cut ``T``, which IoU
+thresholds some box reaches (definitions 3 and 4 of issue 2):
 
-* ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
-  minimax level of 4-paths to the outside (a priority flood from the frame).
 * multi-contour (V2): one box per 8-connected foreground component,
   ``[minx, miny, min(maxx + 1, W - 1), min(maxy + 1, H - 1)]`` (OpenCV's bounding rectangle of
   the outer contour, with the reference's off-by-one), and one per hole, a 4-connected
   background component not touching the frame, ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1),
   min(hmaxy + 2, H - 1)]`` (the hole contour runs through the foreground pixels around it).
-  Foreground components are swept from the top level down over every pixel; holes at cut ``T``
-  are the 4-components of ``{q <= T < e}``, swept from the bottom up over the pixels with
-  ``e > q`` only (a component shares one ``e``, the cut at which it opens to the outside).
+  One counting sort orders the pixels by ``q``; foreground components are swept from the top
+  level down, holes from the bottom up as the 4-components of ``{q <= T}`` that do not touch
+  the frame (a component that reaches the frame, or a pixel next to it, is open for good).
+* ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
+  minimax level of 4-paths to the outside (a priority flood from the frame; v1 only).
 * largest contour (v1): the reference keeps ``max(contours, key=cv2.contourArea)``. A contour's
   polygon area never exceeds its parent's, and OpenCV lists a parent before its children, so
   the winner is always the outer contour of a top-level component. The area of that polygon
@@ -23,9 +23,14 @@ which IoU thresholds some box reaches (definitions 3 and 4 of issue 2):
   are the 8-connected components of ``{e > T}``. OpenCV lists top-level contours in reverse
   raster order of their first pixel, so ties go to the component whose first pixel comes last.
 
-IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
-foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of
-background (``q = e = 0``, never added), so neighbour loops need no bounds checks. Kernels are
+Components are kept as labels that always name their root (no union-find paths): a pixel whose
+present neighbours carry one label joins it without a search, and a merge relabels the smaller
+component (scanning its box when dense, else walking its circular member list). Per level,
+only roots whose box could reach some IoU threshold are re-evaluated, and only when their box
+changed. IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive
+boxes. With no foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel
+border of background (never added), so neighbour loops need no bounds checks; grid indices are
+unsigned, which spares numba's negative-index wraparound on every access. Kernels are
 numba-compiled on first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is
 the entry point and imports this module (and numba) only when first called.
 """
@@ -44,18 +49,21 @@ class Workspace(NamedTuple):
     """Per-pixel arrays shared by the kernels of one batch; grids are padded by one pixel."""
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
-    epad: np.ndarray  # uint8 grid: exterior level e, padding 0
-    added: np.ndarray  # uint8 grid: pixel is in the current set (or visited, in the flood)
-    parent: np.ndarray  # int32 grid: union-find parent
+    visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
+    label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
+    link: np.ndarray  # int32 grid: circular list of a component's pixels; flood queue link (v1)
+    size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
-    stamp: np.ndarray  # int32 grid: last level a root was touched
-    first: np.ndarray  # int32 grid: a root's first pixel in raster order (v1); dying-list link (holes)
-    position: np.ndarray  # int32 grid: a root's slot in the active list (v1); flood queue link
+    stamp: np.ndarray  # int32 grid: last level a root was noted as touched
+    first: np.ndarray  # int32 grid: a root's first pixel in raster order, as a padded index (v1)
+    position: np.ndarray  # int32 grid: a root's slot in the active list (v1)
     wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
+    seen: np.ndarray  # int64 grid: the packed box a root's counted mask was computed for (V2)
     xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
-    order: np.ndarray  # int32 [H * W]: pixels grouped by level
+    order: np.ndarray  # int32 [H * W]: pixels grouped by q (V2) or by e (v1)
     coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
-    touched: np.ndarray  # int32 [H * W]: roots touched in a level (V2); active roots (v1)
+    touched: np.ndarray  # int32 [H * W]: roots noted as touched in a level
+    active: np.ndarray  # int32 [H * W]: live roots (v1)
     starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
 
 
@@ -67,46 +75,63 @@ def _workspace(height: int, width: int) -> Workspace:
     ]
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
-        epad=np.zeros(padded, np.uint8),
-        added=np.zeros(padded, np.uint8),
-        parent=np.empty(padded, np.int32),
+        visited=np.empty(padded, np.uint8),
+        label=np.empty(padded, np.int32),
+        link=np.empty(padded, np.int32),
+        size=np.empty(padded, np.int32),
         box=np.empty((padded, 4), np.int32),
         stamp=np.empty(padded, np.int32),
         first=np.empty(padded, np.int32),
         position=np.empty(padded, np.int32),
         wide=np.empty(padded, np.int64),
+        seen=np.empty(padded, np.int64),
         xy=xy.ravel(),
         order=np.empty(height * width, np.int32),
         coords=np.empty(height * width, np.int32),
         touched=np.empty(height * width, np.int32),
+        active=np.empty(height * width, np.int32),
         starts=np.empty(LEVELS + 1, np.int64),
     )
 
 
-def _ring_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lookup tables over the 8-bit mask of present neighbours, in ring order N, NE, E, SE, S,
-    SW, W, NW (consecutive neighbours are 4-adjacent, so present ones share a component).
-
-    Returns ``runs[mask]`` (ring index starting each run of present neighbours; one for a full
-    ring), ``n_runs[mask]`` and ``gain[mask]``: how many of the four 2x2 windows around the pixel
-    already hold two or more members (twice the polygon-area gain of adding the pixel).
-    """
-    runs = np.zeros((256, 4), np.int64)
-    n_runs = np.zeros(256, np.int64)
+def _gain_table() -> np.ndarray:
+    """``gain[mask]`` over the 8-bit mask of present neighbours in ring order N, NE, E, SE, S, SW,
+    W, NW: how many of the four 2x2 windows around the pixel already hold two or more members
+    (twice the polygon-area gain of adding the pixel)."""
     gain = np.zeros(256, np.int64)
     windows = ((7, 0, 6), (0, 1, 2), (6, 5, 4), (2, 3, 4))
     for mask in range(256):
         bit = [(mask >> k) & 1 for k in range(8)]
-        starts = [k for k in range(8) if bit[k] and not bit[(k + 7) % 8]]
-        if mask == 255:
-            starts = [0]
-        runs[mask, : len(starts)] = starts
-        n_runs[mask] = len(starts)
         gain[mask] = sum(bit[a] + bit[b] + bit[c] >= 2 for a, b, c in windows)
-    return runs, n_runs, gain
+    return gain
 
 
-RUNS, N_RUNS, GAIN = _ring_tables()
+GAIN = _gain_table()
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_max_nan(row: np.ndarray) -> tuple[float, float, bool]:
+    """Minimum, maximum and whether there is a NaN (then the extremes are meaningless).
+
+    Four independent accumulators (no early exit) break the dependency chain of a plain loop;
+    the order only matters for the sign of a zero extreme, which no quantized value depends on.
+    """
+    n = row.shape[0]
+    low0 = low1 = low2 = low3 = high0 = high1 = high2 = high3 = row[0]
+    nan = False
+    j = 0
+    while j + 4 <= n:
+        a, b, c, d = row[j], row[j + 1], row[j + 2], row[j + 3]
+        nan |= (a != a) | (b != b) | (c != c) | (d != d)
+        low0, low1, low2, low3 = min(low0, a), min(low1, b), min(low2, c), min(low3, d)
+        high0, high1, high2, high3 = max(high0, a), max(high1, b), max(high2, c), max(high3, d)
+        j += 4
+    while j < n:
+        a = row[j]
+        nan |= a != a
+        low0, high0 = min(low0, a), max(high0, a)
+        j += 1
+    return min(min(low0, low1), min(low2, low3)), max(max(high0, high1), max(high2, high3)), nan
 
 
 @numba.njit(cache=True, nogil=True)
@@ -130,17 +155,8 @@ def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     status = np.zeros(n_maps, np.int64)
     for i in range(n_maps):
         row = flat[i]
-        lowest = row[0]
-        highest = row[0]
-        for value in row:
-            if np.isnan(value):
-                status[i] = 1
-                break
-            lowest = min(lowest, value)
-            highest = max(highest, value)
-        if status[i] != 0:
-            continue
-        if lowest == highest:
+        lowest, highest, nan = _min_max_nan(row)
+        if nan or lowest == highest:
             status[i] = 1
             continue
         if not (np.isfinite(lowest) and np.isfinite(highest)):
@@ -150,14 +166,6 @@ def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for j in range(row.shape[0]):
             out[i, j] = np.uint8((row[j] - lowest) / span * 255)
     return out.reshape(maps.shape), status
-
-
-@numba.njit(cache=True, nogil=True)
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
 
 
 @numba.njit(cache=True, nogil=True)
@@ -174,15 +182,6 @@ def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
             if 100 * inter >= deltas[d] * union:
                 mask |= 1 << d
     return mask
-
-
-@numba.njit(cache=True, nogil=True)
-def _component_hit_mask(box: np.ndarray, width: int, height: int, gt: np.ndarray, deltas: np.ndarray) -> int:
-    """:func:`_hit_mask` of a foreground component's reference box.
-
-    The box is ``[x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1)]`` (one pixel too big unless clipped).
-    """
-    return _hit_mask(box[0], box[1], min(box[2] + 1, width - 1), min(box[3] + 1, height - 1), gt, deltas)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,90 +202,150 @@ def _mask_of_counts(counts: np.ndarray) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_pixels(ws: Workspace, height: int, width: int, basin_only: bool) -> None:
-    """Counting sort of the image pixels by ``q`` (only those with ``e > q`` if ``basin_only``).
+def _box_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.ndarray, limit: int) -> int:
+    """:func:`_hit_mask`, 0 at once for a box too small to reach the lowest IoU threshold.
 
-    Fills ``ws.order`` (padded indices, raster order within a level), ``ws.coords`` and
-    ``ws.starts``.
+    ``limit`` is ``min(deltas) * min(GT area)``: ``IoU <= area / GT area``, so a box with
+    ``100 * area < limit`` hits nothing (``limit = 0`` when some threshold is 0).
     """
-    qpad, epad, starts = ws.qpad, ws.epad, ws.starts
-    stride = width + 2
-    starts[:] = 0
-    for y in range(1, height + 1):
-        for p in range(y * stride + 1, y * stride + 1 + width):
-            if not basin_only or epad[p] > qpad[p]:
-                starts[qpad[p] + 1] += 1
-    for v in range(LEVELS):
-        starts[v + 1] += starts[v]
-    fill = starts[:LEVELS].copy()
-    for y in range(1, height + 1):
-        for p in range(y * stride + 1, y * stride + 1 + width):
-            if not basin_only or epad[p] > qpad[p]:
-                k = fill[qpad[p]]
-                ws.order[k] = p
-                ws.coords[k] = ws.xy[p]
-                fill[qpad[p]] = k + 1
+    if 100 * (x1 - x0 + 1) * (y1 - y0 + 1) < limit:
+        return 0
+    return _hit_mask(x0, y0, x1, y1, gt, deltas)
 
 
 @numba.njit(cache=True, nogil=True)
-def _exterior_levels(ws: Workspace, height: int, width: int, record: bool) -> None:
-    """``ws.epad`` = ``e`` (see module docstring) by a priority flood from the frame (bucket queue).
+def _small_box_limit(gt: np.ndarray, deltas: np.ndarray) -> int:
+    """``min(deltas) * min(GT area)`` (see :func:`_box_mask`); with no GT box or no threshold
+    nothing can hit, and the limit is out of reach."""
+    if gt.shape[0] == 0 or deltas.shape[0] == 0:
+        return 1 << 62
+    smallest = (gt[0, 2] - gt[0, 0] + 1) * (gt[0, 3] - gt[0, 1] + 1)
+    for g in range(1, gt.shape[0]):
+        smallest = min(smallest, (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1))
+    return deltas.min() * smallest
 
-    Pixels leave the queue in nondecreasing ``e``; with ``record`` that order is written to
-    ``ws.order``/``ws.coords``/``ws.starts`` as by :func:`_sort_pixels`. Padding is never queued.
+
+@numba.njit(cache=True, nogil=True)
+def _box_key(x0: int, y0: int, x1: int, y1: int) -> int:
+    """A box packed in one int64 (coordinates below 32768), to tell whether a root's box changed."""
+    return x0 | (y0 << 16) | (np.int64(x1) << 32) | (np.int64(y1) << 48)
+
+
+@numba.njit(cache=True, nogil=True)
+def _load_and_sort(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
+    """Copy one uint8 map into ``ws.qpad`` and counting-sort its pixels by ``q``.
+
+    Fills ``ws.order`` (padded indices, raster order within a level), ``ws.coords`` and
+    ``ws.starts``; returns the map's maximum.
     """
-    qpad, epad, visited, following = ws.qpad, ws.epad, ws.added, ws.position
-    stride = width + 2
+    qpad, starts, order, coords, xy = ws.qpad, ws.starts, ws.order, ws.coords, ws.xy
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    starts[:] = 0
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            value = quantized[y, x]
+            qpad[row + np.uint64(x)] = value
+            starts[value] += 1
+    top = 0
+    total = 0
+    for v in range(LEVELS):
+        count = starts[v]
+        if count > 0:
+            top = v
+        starts[v] = total
+        total += count
+    starts[LEVELS] = total
+    fill = starts[:LEVELS].copy()
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            p = row + np.uint64(x)
+            value = qpad[p]
+            k = np.uint64(fill[value])
+            order[k] = p
+            coords[k] = xy[p]
+            fill[value] = k + one
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def _load(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
+    """Copy one uint8 map into ``ws.qpad``; return its maximum."""
+    qpad = ws.qpad
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    top = 0
+    for y in range(height):
+        row = np.uint64(y + 1) * stride + one
+        for x in range(width):
+            value = quantized[y, x]
+            qpad[row + np.uint64(x)] = value
+            top = max(top, np.int64(value))
+    return top
+
+
+@numba.njit(cache=True, nogil=True)
+def _exterior_flood(ws: Workspace, height: int, width: int) -> None:
+    """Every pixel by ``e`` into ``ws.order``, ``ws.coords`` and ``ws.starts`` (v1).
+
+    ``e`` (module docstring) by a priority flood from the frame with a bucket queue: a pixel
+    leaves its bucket at level ``e`` and queues each unvisited 4-neighbour ``n`` at
+    ``max(q[n], e)``; one at the current level goes on top of the current bucket (a stack, so
+    the order stays spatially local). The padding is marked visited and never queued.
+    """
+    qpad, visited, following, order, coords, xy, starts = (
+        ws.qpad,
+        ws.visited,
+        ws.link,
+        ws.order,
+        ws.coords,
+        ws.xy,
+        ws.starts,
+    )
+    one, stride = np.uint64(1), np.uint64(width + 2)
     visited[:] = 1
     for y in range(1, height + 1):
-        visited[y * stride + 1 : y * stride + 1 + width] = 0
+        visited[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = 0
     head = np.full(LEVELS, -1, np.int64)
     for y in range(1, height + 1):
         step = 1 if y == 1 or y == height else max(width - 1, 1)
         for x in range(1, width + 1, step):
-            p = y * stride + x
+            p = np.uint64(y) * stride + np.uint64(x)
             visited[p] = 1
             level = qpad[p]
-            epad[p] = level
             following[p] = head[level]
             head[level] = p
-    n = 0
+    n = np.uint64(0)
     for v in range(LEVELS):
-        ws.starts[v] = n
-        while head[v] >= 0:
-            p = head[v]
-            head[v] = following[p]
-            if record:
-                ws.order[n] = p
-                ws.coords[n] = ws.xy[p]
-                n += 1
-            for other in (p - stride, p + stride, p - 1, p + 1):
+        starts[v] = n
+        h = head[v]
+        while h >= 0:
+            p = np.uint64(h)
+            h = following[p]
+            order[n] = p
+            coords[n] = xy[p]
+            n += one
+            for other in (p - stride, p + stride, p - one, p + one):
                 if visited[other]:
                     continue
                 visited[other] = 1
-                level = max(qpad[other], v)
-                epad[other] = level
-                following[other] = head[level]
-                head[level] = other
-    ws.starts[LEVELS] = n
+                level = max(qpad[other], np.uint8(v))
+                if level == v:
+                    following[other] = h
+                    h = np.int64(other)
+                else:
+                    following[other] = head[level]
+                    head[level] = other
+    starts[LEVELS] = n
 
 
 @numba.njit(cache=True, nogil=True)
-def _ring(stride: int) -> np.ndarray:
-    return np.array([-stride, -stride + 1, 1, stride + 1, stride, stride - 1, -1, -stride - 1], np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _ring_mask(added: np.ndarray, p: int, ring: np.ndarray) -> int:
-    present = 0
-    for k in range(8):
-        present |= np.int64(added[p + ring[k]]) << k
-    return present
-
-
-@numba.njit(cache=True, nogil=True)
-def _start(ws: Workspace, p: int, xy: int) -> None:
-    ws.parent[p] = p
+def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
+    """Start a component of pixel ``p`` (every per-root field a sweep reads is set here)."""
+    ws.label[p] = p
+    ws.stamp[p] = -1
+    ws.link[p] = p
+    ws.size[p] = 1
     ws.box[p, 0] = xy & 0xFFFF
     ws.box[p, 1] = xy >> 16
     ws.box[p, 2] = xy & 0xFFFF
@@ -294,148 +353,235 @@ def _start(ws: Workspace, p: int, xy: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _attach(ws: Workspace, p: int, xy: int, root: int) -> None:
-    box = ws.box
-    ws.parent[p] = root
-    box[root, 0] = min(box[root, 0], xy & 0xFFFF)
-    box[root, 1] = min(box[root, 1], xy >> 16)
-    box[root, 2] = max(box[root, 2], xy & 0xFFFF)
-    box[root, 3] = max(box[root, 3], xy >> 16)
+def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
+    """Add pixel ``p`` to the component of ``root``."""
+    box, link = ws.box, ws.link
+    ws.label[p] = root
+    link[p] = link[root]
+    link[root] = p
+    ws.size[root] += 1
+    x, y = xy & 0xFFFF, xy >> 16
+    if x < box[root, 0]:
+        box[root, 0] = x
+    elif x > box[root, 2]:
+        box[root, 2] = x
+    if y < box[root, 1]:
+        box[root, 1] = y
+    elif y > box[root, 3]:
+        box[root, 3] = y
 
 
 @numba.njit(cache=True, nogil=True)
-def _union(ws: Workspace, root: int, other: int) -> None:
-    """Hang root ``other`` under root ``root``, merging bounding boxes."""
-    box = ws.box
-    ws.parent[other] = root
-    box[root, 0] = min(box[root, 0], box[other, 0])
-    box[root, 1] = min(box[root, 1], box[other, 1])
-    box[root, 2] = max(box[root, 2], box[other, 2])
-    box[root, 3] = max(box[root, 3], box[other, 3])
+def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
 
-
-@numba.njit(cache=True, nogil=True)
-def _component_masks(
-    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray
-):
-    """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
-
-    ``ws.order`` holds every pixel by ``q``. ``counted[r]`` is the mask root ``r`` contributes
-    to ``counts``: a root absorbed by a merge withdraws it at once, a grown root is re-evaluated
-    at the end of the level.
+    The smaller one's pixels are relabelled, so every pixel's label is its root at all times:
+    by a scan of its box when the box is at most twice its size (sequential), else along its
+    circular ``ws.link`` list; the lists are spliced and the boxes merged.
     """
-    ring = _ring(width + 2)
-    parent, added, box, stamp, counted, touched = ws.parent, ws.added, ws.box, ws.stamp, ws.wide, ws.touched
-    added[:] = 0
-    stamp[:] = -1
+    label, link, size, box = ws.label, ws.link, ws.size, ws.box
+    if size[a] < size[b]:
+        a, b = b, a
+    x0, y0, x1, y1 = box[b, 0], box[b, 1], box[b, 2], box[b, 3]
+    if size[b] >= 64 and (x1 - x0 + 1) * (y1 - y0 + 1) <= 2 * size[b]:
+        one, old, new = np.uint64(1), np.int32(b), np.int32(a)
+        for y in range(y0, y1 + 1):
+            row = np.uint64(y + 1) * stride + one
+            for p in range(row + np.uint64(x0), row + np.uint64(x1) + one):
+                if label[p] == old:
+                    label[p] = new
+    else:
+        m = b
+        while True:
+            label[m] = a
+            m = np.uint64(link[m])
+            if m == b:
+                break
+    following = link[a]
+    link[a] = link[b]
+    link[b] = following
+    size[a] += size[b]
+    box[a, 0] = min(box[a, 0], x0)
+    box[a, 1] = min(box[a, 1], y0)
+    box[a, 2] = max(box[a, 2], x1)
+    box[a, 3] = max(box[a, 3], y1)
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True)
+def _hole_masks(
+    ws: Workspace,
+    height: int,
+    width: int,
+    gt: np.ndarray,
+    deltas: np.ndarray,
+    limit: int,
+    out: np.ndarray,
+) -> None:
+    """``out[T]`` = hit mask of the hole boxes at cut ``T``: a bottom-up sweep of ``{q <= T}``.
+
+    Holes at cut ``T`` are the 4-components of ``{q <= T}`` that do not touch the frame (those
+    of ``{q <= T < e}``), boxed ``[hminx - 1, hminy - 1, min(hmaxx + 2, W - 1), min(hmaxy + 2,
+    H - 1)]``. ``ws.order`` holds every pixel by ``q``. Labels: ``-1`` not added yet, ``-2``
+    open (the padding is open, and so is a pixel added next to an open one), else the root of a
+    closed component: a hole. A pixel added next to an open one opens the closed components
+    around it (every pixel of one is relabelled ``-2``, walking its circular ``ws.link`` list);
+    closed components merge as in :func:`_component_masks`.
+
+    ``counted[r]`` is root ``r``'s mask in ``counts``; a merge withdraws the absorbed root's, an
+    opening the root's. Only a root whose box could reach the lowest IoU threshold (``limit``,
+    see :func:`_box_mask`) is noted as touched in a level; at its end the touched closed roots
+    are re-evaluated when their box changed (``ws.seen`` keeps the box a mask was computed for).
+    """
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, stamp, counted, seen, touched, link = (
+        ws.label,
+        ws.box,
+        ws.stamp,
+        ws.wide,
+        ws.seen,
+        ws.touched,
+        ws.link,
+    )
+    order, coords = ws.order, ws.coords
+    label[:] = -2
+    for y in range(1, height + 1):
+        label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
     counts = np.zeros(deltas.shape[0], np.int64)
-    for v in range(LEVELS - 1, 0, -1):
+    for v in range(LEVELS):
         n_touched = 0
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
-            xy = ws.coords[i]
-            present = _ring_mask(added, p, ring)
-            added[p] = 1
-            if present == 0:
-                _start(ws, p, xy)
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(order[i])
+            north, south, west, east = label[p - stride], label[p + stride], label[p - one], label[p + one]
+            highest = max(max(north, south), max(west, east))
+            if min(min(north, south), min(west, east)) == -2:
+                label[p] = -2
+                if highest >= 0:
+                    for other in (p - stride, p + stride, p - one, p + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        _count_mask(counts, counted[r], -1)
+                        m = r
+                        while True:
+                            label[m] = -2
+                            m = np.uint64(link[m])
+                            if m == r:
+                                break
+                continue
+            if highest < 0:
+                _new_root(ws, p, coords[i])
                 counted[p] = 0
+                seen[p] = -1
                 root = p
             else:
-                root = _find(parent, p + ring[RUNS[present, 0]])
-                for k in range(1, N_RUNS[present]):
-                    other = _find(parent, p + ring[RUNS[present, k]])
-                    if other != root:
-                        _union(ws, root, other)
-                        _count_mask(counts, counted[other], -1)
-                _attach(ws, p, xy, root)
-            if stamp[root] != v:
+                root = np.uint64(highest)
+                if north & south & west & east != highest:  # see _component_masks
+                    for other in (p - stride, p + stride, p - one, p + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r != root:
+                            root, gone = _merge(ws, root, r, stride)
+                            _count_mask(counts, counted[gone], -1)
+                _add(ws, p, coords[i], root)
+            # the hole box is at most 3 pixels wider and higher than the component's
+            reach = 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4)
+            if stamp[root] != v and reach >= limit:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
         for k in range(n_touched):
-            r = touched[k]
-            if parent[r] != r:
+            r = np.uint64(touched[k])
+            if label[r] != touched[k]:
                 continue
+            x0, y0 = box[r, 0] - 1, box[r, 1] - 1
+            x1, y1 = min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1)
+            key = _box_key(x0, y0, x1, y1)
+            if key == seen[r]:
+                continue
+            seen[r] = key
             _count_mask(counts, counted[r], -1)
-            counted[r] = _component_hit_mask(box[r], width, height, gt, deltas)
+            counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
+            _count_mask(counts, counted[r], 1)
+        out[v] = _mask_of_counts(counts)
+    out[LEVELS - 1] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _component_masks(
+    ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, limit: int, out: np.ndarray
+):
+    """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
+
+    ``ws.order`` holds every pixel by ``q``; labels are ``-1`` (not added) or the root. A pixel
+    whose present neighbours all carry one label joins it (the common case); otherwise the
+    components are merged (:func:`_merge`). The test needs no branch per neighbour: ``-1`` (all
+    bits set) is neutral for ``&``, and the ``&`` of two different labels ``>= 0`` is below the
+    larger one, so the present labels agree iff the ``&`` of all eight equals their maximum. ``counted[r]`` is the mask root ``r``
+    contributes to ``counts``: a root absorbed by a merge withdraws it at once. Only a root
+    whose box could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`) is noted
+    as touched in a level; at its end the touched roots are re-evaluated when their box changed
+    (``ws.seen`` keeps the box a mask was computed for).
+    """
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
+    order, coords = ws.order, ws.coords
+    label[:] = -1
+    counts = np.zeros(deltas.shape[0], np.int64)
+    for v in range(LEVELS - 1, 0, -1):
+        n_touched = 0
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(order[i])
+            xy = coords[i]
+            up, down = p - stride, p + stride
+            a, b, c = label[up - one], label[up], label[up + one]
+            d, e = label[p - one], label[p + one]
+            f, g, h = label[down - one], label[down], label[down + one]
+            highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
+            if highest < 0:
+                _new_root(ws, p, xy)
+                counted[p] = 0
+                seen[p] = -1
+                root = p
+            else:
+                root = np.uint64(highest)
+                if a & b & c & d & e & f & g & h != highest:
+                    for other in (up - one, up, up + one, p - one, p + one, down - one, down, down + one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r != root:
+                            root, gone = _merge(ws, root, r, stride)
+                            _count_mask(counts, counted[gone], -1)
+                _add(ws, p, xy, root)
+            # the reference box is at most 1 pixel wider and higher than the component's
+            reach = 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2)
+            if stamp[root] != v and reach >= limit:
+                stamp[root] = v
+                touched[n_touched] = root
+                n_touched += 1
+        for k in range(n_touched):
+            r = np.uint64(touched[k])
+            if label[r] != touched[k]:
+                continue
+            x0, y0 = box[r, 0], box[r, 1]
+            x1, y1 = min(box[r, 2] + 1, width - 1), min(box[r, 3] + 1, height - 1)
+            key = _box_key(x0, y0, x1, y1)
+            if key == seen[r]:
+                continue
+            seen[r] = key
+            _count_mask(counts, counted[r], -1)
+            counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
             _count_mask(counts, counted[r], 1)
         out[v - 1] = _mask_of_counts(counts)
 
 
 @numba.njit(cache=True, nogil=True)
-def _hole_masks(ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, out: np.ndarray):
-    """``out[T]`` = hit mask of the hole boxes at cut ``T``: 4-components of ``{q <= T < e}``.
-
-    ``ws.order`` holds only the pixels with ``e > q``, by ``q``. A component shares one ``e`` and
-    stops being a hole at cut ``e`` (it opens to the outside); it is then withdrawn through the
-    list of roots dying at that level (links in ``ws.first``; entries of absorbed roots are skipped).
-    """
-    stride = width + 2
-    parent, added, box, stamp, counted, touched, epad = (
-        ws.parent,
-        ws.added,
-        ws.box,
-        ws.stamp,
-        ws.wide,
-        ws.touched,
-        ws.epad,
-    )
-    link = ws.first
-    added[:] = 0
-    stamp[:] = -1
-    link[:] = -2
-    dying = np.full(LEVELS, -1, np.int64)
-    counts = np.zeros(deltas.shape[0], np.int64)
-    for v in range(LEVELS - 1):
-        r = dying[v]
-        while r >= 0:
-            if parent[r] == r:
-                _count_mask(counts, counted[r], -1)
-                counted[r] = 0
-            r = link[r]
-        n_touched = 0
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
-            root = -1
-            for other in (p - stride, p + stride, p - 1, p + 1):
-                if not added[other] or epad[other] <= v:
-                    continue
-                other = _find(parent, other)
-                if root < 0:
-                    root = other
-                elif other != root:
-                    _union(ws, root, other)
-                    _count_mask(counts, counted[other], -1)
-            added[p] = 1
-            if root < 0:
-                _start(ws, p, ws.coords[i])
-                counted[p] = 0
-                root = p
-            else:
-                _attach(ws, p, ws.coords[i], root)
-            if stamp[root] != v:
-                stamp[root] = v
-                touched[n_touched] = root
-                n_touched += 1
-        for k in range(n_touched):
-            r = touched[k]
-            if parent[r] != r:
-                continue
-            _count_mask(counts, counted[r], -1)
-            counted[r] = _hit_mask(
-                box[r, 0] - 1,
-                box[r, 1] - 1,
-                min(box[r, 2] + 2, width - 1),
-                min(box[r, 3] + 2, height - 1),
-                gt,
-                deltas,
-            )
-            _count_mask(counts, counted[r], 1)
-            if link[r] == -2:
-                link[r] = dying[epad[r]]
-                dying[epad[r]] = r
-        out[v] = _mask_of_counts(counts)
-    out[LEVELS - 1] = 0
+def _better(area2: np.ndarray, first: np.ndarray, r: int, other: int) -> bool:
+    """Root ``r`` ranks above root ``other``: larger area, or equal area and a later first pixel."""
+    ur, uo = np.uint64(r), np.uint64(other)
+    return area2[ur] > area2[uo] or (area2[ur] == area2[uo] and first[ur] > first[uo])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -444,60 +590,111 @@ def _largest_masks(
 ):
     """``out[T]`` = hit mask of the box of the largest-area outer contour at cut ``T`` (v1).
 
-    ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls.
+    ``ws.order`` holds every pixel by ``e``; the filled set ``{e > T}`` grows as ``T`` falls
+    (8-connectivity, labels as in :func:`_component_masks`). Roots rank by ``(twice the area,
+    first pixel)``; the first pixel is compared as a padded index (same order as raster). A
+    root untouched in a level keeps its rank, so the new best is the best of the touched roots
+    (only those with at least the old best's area are noted: areas never shrink) and the old
+    best's root, unless that ranks below the old best (a merge that added no area but an
+    earlier first pixel): only then are all live roots scanned.
     """
-    ring = _ring(width + 2)
-    parent, added, box, first, position, area2, active = (
-        ws.parent,
-        ws.added,
+    one, stride = np.uint64(1), np.uint64(width + 2)
+    label, box, first, position, area2, active, stamp, touched = (
+        ws.label,
         ws.box,
         ws.first,
         ws.position,
         ws.wide,
+        ws.active,
+        ws.stamp,
         ws.touched,
     )
-    added[:] = 0
-    n_active = 0
+    label[:] = -1
+    n_active = np.uint64(0)
     previous = 0
+    best = -1
+    best_area = 0
+    best_first = 0
     for v in range(LEVELS - 1, 0, -1):
         if ws.starts[v] == ws.starts[v + 1]:
             out[v - 1] = previous
             continue
-        for i in range(ws.starts[v], ws.starts[v + 1]):
-            p = np.int64(ws.order[i])
+        n_touched = 0
+        for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
+            p = np.uint64(ws.order[i])
             xy = ws.coords[i]
-            raster = (xy >> 16) * width + (xy & 0xFFFF)
-            present = _ring_mask(added, p, ring)
-            added[p] = 1
-            if present == 0:
-                _start(ws, p, xy)
+            up, down = p - stride, p + stride
+            # ring order N, NE, E, SE, S, SW, W, NW (the bits of GAIN's mask)
+            a, b, c = label[up], label[up + one], label[p + one]
+            d, e, f = label[down + one], label[down], label[down - one]
+            g, h = label[p - one], label[up - one]
+            highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
+            if highest < 0:
+                _new_root(ws, p, xy)
                 area2[p] = 0
-                first[p] = raster
+                first[p] = p
                 active[n_active] = p
                 position[p] = n_active
-                n_active += 1
-                continue
-            root = _find(parent, p + ring[RUNS[present, 0]])
-            for k in range(1, N_RUNS[present]):
-                other = _find(parent, p + ring[RUNS[present, k]])
-                if other == root:
-                    continue
-                _union(ws, root, other)
-                area2[root] += area2[other]
-                first[root] = min(first[root], first[other])
-                n_active -= 1
-                last = active[n_active]
-                active[position[other]] = last
-                position[last] = position[other]
-            _attach(ws, p, xy, root)
-            area2[root] += GAIN[present]
-            first[root] = min(first[root], raster)
-        best = active[0]
-        for k in range(1, n_active):
-            r = active[k]
-            if area2[r] > area2[best] or (area2[r] == area2[best] and first[r] > first[best]):
-                best = r
-        previous = _component_hit_mask(box[best], width, height, gt, deltas)
+                n_active += one
+                root = p
+            else:
+                root = np.uint64(highest)
+                if a & b & c & d & e & f & g & h != highest:
+                    for other in (up, up + one, p + one, down + one, down, down - one, p - one, up - one):
+                        if label[other] < 0:
+                            continue
+                        r = np.uint64(label[other])
+                        if r == root:
+                            continue
+                        root, gone = _merge(ws, root, r, stride)
+                        area2[root] += area2[gone]
+                        first[root] = min(first[root], first[gone])
+                        n_active -= one
+                        last = active[n_active]
+                        slot = np.uint64(position[gone])
+                        active[slot] = last
+                        position[np.uint64(last)] = slot
+                present = (
+                    np.uint64(a >= 0)
+                    | (np.uint64(b >= 0) << one)
+                    | (np.uint64(c >= 0) << np.uint64(2))
+                    | (np.uint64(d >= 0) << np.uint64(3))
+                    | (np.uint64(e >= 0) << np.uint64(4))
+                    | (np.uint64(f >= 0) << np.uint64(5))
+                    | (np.uint64(g >= 0) << np.uint64(6))
+                    | (np.uint64(h >= 0) << np.uint64(7))
+                )
+                _add(ws, p, xy, root)
+                area2[root] += GAIN[present]
+                first[root] = min(first[root], p)
+            if stamp[root] != v and area2[root] >= best_area:
+                stamp[root] = v
+                touched[n_touched] = root
+                n_touched += 1
+        candidate = np.int64(label[best]) if best >= 0 else -1
+        for k in range(n_touched):
+            r = np.int64(touched[k])
+            if label[r] == r and (candidate < 0 or _better(area2, first, r, candidate)):
+                candidate = r
+        if best >= 0 and (
+            area2[candidate] < best_area or (area2[candidate] == best_area and first[candidate] < best_first)
+        ):
+            candidate = np.int64(active[0])
+            for k in range(1, n_active):
+                r = np.int64(active[k])
+                if _better(area2, first, r, candidate):
+                    candidate = r
+        best = candidate
+        best_area = area2[best]
+        best_first = first[best]
+        previous = _hit_mask(
+            box[best, 0],
+            box[best, 1],
+            min(box[best, 2] + 1, width - 1),
+            min(box[best, 3] + 1, height - 1),
+            gt,
+            deltas,
+        )
         out[v - 1] = previous
     out[LEVELS - 1] = 0
 
@@ -512,27 +709,20 @@ def _level_hit_masks(
     multi_contour: bool,
 ) -> np.ndarray:
     n_maps, height, width = quantized.shape
-    stride = width + 2
     out = np.zeros((n_maps, LEVELS), np.int64)
     components = np.zeros(LEVELS, np.int64)
     holes = np.zeros(LEVELS, np.int64)
     for i in range(n_maps):
-        top = 0
-        for y in range(height):
-            for x in range(width):
-                value = quantized[i, y, x]
-                ws.qpad[(y + 1) * stride + 1 + x] = value
-                top = max(top, np.int64(value))
         boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
-        _exterior_levels(ws, height, width, not multi_contour)
         if multi_contour:
-            _sort_pixels(ws, height, width, False)
-            _component_masks(ws, height, width, boxes, deltas, components)
-            _sort_pixels(ws, height, width, True)
-            _hole_masks(ws, height, width, boxes, deltas, holes)
+            top = _load_and_sort(ws, quantized[i], height, width)
+            limit = _small_box_limit(boxes, deltas)
+            _hole_masks(ws, height, width, boxes, deltas, limit, holes)
+            _component_masks(ws, height, width, boxes, deltas, limit, components)
         else:
+            top = _load(ws, quantized[i], height, width)
+            _exterior_flood(ws, height, width)
             _largest_masks(ws, height, width, boxes, deltas, components)
-            holes[:] = 0
         empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
         for cut in range(LEVELS):
             out[i, cut] = components[cut] | holes[cut] if cut < top else empty
