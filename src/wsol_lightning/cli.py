@@ -44,6 +44,8 @@ from typing import Any, Optional
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # The datamodule resumes its training order itself (WSOLDataModule.state_dict), which Lightning cannot see.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+# run_cli passes the command line itself (with WSOL_SMOKE's additions).
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
 
 import torch  # noqa: E402
 from pytorch_lightning import Callback, Trainer, seed_everything  # noqa: E402

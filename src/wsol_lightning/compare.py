@@ -23,6 +23,7 @@ import csv
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,12 +235,13 @@ def main(args: Sequence[str] | None = None) -> int:
     """``wsol compare`` entry point; a user error is one line on stderr and exit status 2."""
     parser = build_parser()
     options = parser.parse_args(args)
-    if not options.runs and not options.project:
-        parser.error("give run folders or --project")
     try:
+        if not options.runs and not options.project:
+            raise UserError("give run folders or --project")
         runs = load_api_runs(options.project) if options.project else discover_runs(options.runs)
     except UserError as err:
-        parser.error(str(err))
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     metrics = choose_metrics(runs, options.metrics)
     rows = grouped_rows(runs, metrics) if options.group else run_rows(runs, metrics)
     paths = write_comparison(rows, metrics, Path(options.output))

@@ -170,13 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: list[str] | None = None) -> Path:
-    """``wsol export`` entry point; errors are one line on stderr and exit status 2."""
+def main(args: list[str] | None = None) -> int:
+    """``wsol export`` entry point (exit status 0); errors are one line on stderr and exit status 2."""
     parser = build_parser()
     options = parser.parse_args(args)
     try:
         path = export_model(options.ckpt_path, options.export_format, options.output, options.image_size, options.model)
     except (FileNotFoundError, ValueError, ImportError) as err:
-        parser.error(str(err))
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {path}", file=sys.stderr)
-    return path
+    return 0

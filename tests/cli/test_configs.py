@@ -1,7 +1,8 @@
-"""Every shipped config parses (``--print_config``), so none rots; composed recipes with their pieces."""
+"""Every shipped config parses on its own (``--print_config``), so none rots; recipes are current builds."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -10,14 +11,23 @@ import yaml
 
 from wsol_lightning.callbacks.wandb_report import dataset_name
 from wsol_lightning.cli import run_cli
-from wsol_lightning.recipes import recipe_command, recipe_configs, recipe_pieces
 
 EXPERIMENTS = Path("experiments")
 FULL_CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.parent.name in ("experiments", "paper"))
 DATA_FRAGMENTS = sorted((EXPERIMENTS / "data").glob("*.yaml"))
 BACKBONE_FRAGMENTS = sorted((EXPERIMENTS / "backbone").glob("*.yaml"))
-COMPOSED_RECIPES = [p for p in FULL_CONFIGS if recipe_pieces(p)]
 PAPER_RECIPES = sorted((EXPERIMENTS / "paper").glob("*.yaml"))
+RECIPE_SOURCES = sorted((EXPERIMENTS / "paper" / "sources").glob("*.yaml"))
+
+
+def _load_builder():
+    spec = importlib.util.spec_from_file_location("build_recipes", Path("scripts/build_recipes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILDER = _load_builder()
 
 
 def leaves(tree: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
@@ -43,7 +53,7 @@ def print_config(capsys: pytest.CaptureFixture, *configs: Path) -> str:
 
 @pytest.mark.parametrize("config", FULL_CONFIGS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))
 def test_config_parses(config: Path, capsys: pytest.CaptureFixture) -> None:
-    out = print_config(capsys, *recipe_configs(config))  # a composed recipe with its pieces
+    out = print_config(capsys, config)  # one file, nothing else
     assert "class_path: wsol_lightning.models." in out
     assert "lightning.pytorch" not in out.replace("pytorch_lightning", "")
 
@@ -61,29 +71,37 @@ def test_every_method_has_a_synthetic_config() -> None:
     assert not missing
 
 
-def test_every_paper_recipe_is_composed() -> None:
-    """Every recipe of ``experiments/paper`` is in the composed form (pieces + a short recipe)."""
-    not_composed = [p.name for p in PAPER_RECIPES if not recipe_pieces(p)]
-    assert PAPER_RECIPES and not not_composed, f"recipes without a '# compose:' line: {not_composed}"
+def test_every_recipe_is_built_from_a_source_and_current() -> None:
+    """``experiments/paper/<recipe>.yaml`` is what ``scripts/build_recipes.py`` builds from its source."""
+    assert [p.name for p in PAPER_RECIPES] == [p.name for p in RECIPE_SOURCES]
+    stale = [p.name for p in RECIPE_SOURCES if (EXPERIMENTS / "paper" / p.name).read_text() != BUILDER.build(p)]
+    assert not stale, f"run `python scripts/build_recipes.py`; stale: {stale}"
 
 
-def test_recipes_set_only_what_their_pieces_do_not() -> None:
-    """A recipe repeats no value its pieces already give (``class_path`` aside: it keys the merge)."""
+def test_sources_set_only_what_their_pieces_do_not() -> None:
+    """A source repeats no value its pieces already give (``class_path`` aside: it keys the merge)."""
     repeated = []
-    for recipe in PAPER_RECIPES:
+    for source in RECIPE_SOURCES:
         from_pieces = {}
-        for piece in recipe_pieces(recipe):
+        for piece in BUILDER.pieces_of(source):
             from_pieces.update(leaves(yaml.safe_load(piece.read_text())))
-        for path, value in leaves(yaml.safe_load(recipe.read_text())).items():
+        for path, value in leaves(yaml.safe_load(source.read_text())).items():
             if path[-1] != "class_path" and path in from_pieces and from_pieces[path] == value:
-                repeated.append(f"{recipe.name}: {'.'.join(path)}")
+                repeated.append(f"{source.name}: {'.'.join(path)}")
     assert not repeated, f"values already given by the pieces: {repeated}"
 
 
-def test_recipe_run_line_is_its_command() -> None:
-    """The ``Run:`` comment of every recipe is the command :func:`recipe_command` builds for it."""
-    stale = [p.name for p in PAPER_RECIPES if f"#   {recipe_command(p)}\n" not in p.read_text()]
-    assert not stale, f"recipes whose 'wsol fit' line is not their compose command: {stale}"
+def test_recipe_run_line_is_its_one_file_command() -> None:
+    stale = [p.name for p in PAPER_RECIPES if f"#   wsol fit --config experiments/paper/{p.name}\n" not in p.read_text()]
+    assert not stale
+
+
+def test_merge_follows_the_cli_rules() -> None:
+    base = {"model": {"class_path": "A", "init_args": {"lr": 1, "x": 2}}, "trainer": {"callbacks": [1, 2]}}
+    same = BUILDER.merge(base, {"model": {"class_path": "A", "init_args": {"lr": 3}}, "trainer": {"callbacks": [3]}})
+    assert same == {"model": {"class_path": "A", "init_args": {"lr": 3, "x": 2}}, "trainer": {"callbacks": [3]}}
+    other = BUILDER.merge(base, {"model": {"class_path": "B", "init_args": {"lr": 3}}})
+    assert other["model"] == {"class_path": "B", "init_args": {"lr": 3}}
 
 
 def test_readme_table_lists_every_recipe() -> None:
@@ -93,10 +111,10 @@ def test_readme_table_lists_every_recipe() -> None:
     assert listed == [p.name for p in PAPER_RECIPES]
 
 
-@pytest.mark.parametrize("recipe", COMPOSED_RECIPES, ids=lambda p: p.stem)
-def test_composed_recipe_resolves_to_its_cell(recipe: Path, capsys: pytest.CaptureFixture) -> None:
-    """Method, backbone and dataset of ``<method>_<backbone>_<dataset>.yaml`` come out of the composition."""
-    resolved = yaml.safe_load(print_config(capsys, *recipe_configs(recipe)))
+@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=lambda p: p.stem)
+def test_recipe_resolves_to_its_cell(recipe: Path, capsys: pytest.CaptureFixture) -> None:
+    """Method, backbone and dataset of ``<method>_<backbone>_<dataset>.yaml`` come out of the one file."""
+    resolved = yaml.safe_load(print_config(capsys, recipe))
     method, rest = recipe.stem.split("_", 1)
     backbone, dataset = rest.rsplit("_", 1)
     assert resolved["model"]["class_path"].rsplit(".", 1)[-1].lower() == method
@@ -123,8 +141,7 @@ def test_ddp_trainer_piece(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_missing_compose_piece_is_named(tmp_path: Path) -> None:
-    (tmp_path / "paper").mkdir()
-    recipe = tmp_path / "paper" / "x.yaml"
-    recipe.write_text("# compose: trainer/nope.yaml\nmodel: {}\n")
+    source = tmp_path / "x.yaml"
+    source.write_text("# compose: trainer/nope.yaml\nmodel: {}\n")
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        recipe_configs(recipe)
+        BUILDER.pieces_of(source)

@@ -87,6 +87,53 @@ def cub_original_root(tmp_path: Path) -> Path:
     return base
 
 
+def cub_folders(num_classes: int) -> list[str]:
+    """Class folders ``001.Species_1`` ... as in CUB (the full 200 use CUB's own names)."""
+    if num_classes == 200:
+        from wsol_lightning.hierarchy import load_hierarchy
+
+        return list(load_hierarchy("cub").class_names[-1])  # 001.Black_footed_Albatross ... 200.Common_Yellowthroat
+    return [f"{c:03d}.Species_{c}" for c in range(1, num_classes + 1)]
+
+
+def write_cub_metadata_layout(root: Path, folders: list[str], size: int = 8) -> Path:
+    """wsolevaluation layout with one ``size`` x ``size`` image per class and split (labels 0..K-1)."""
+    for split in ("train", "val", "test"):
+        records = []
+        for label, folder in enumerate(folders):
+            image_id = f"{folder}/{split}_{label}.jpg"
+            write_image(root / image_id, size, size)
+            records.append((image_id, label, (size, size), [[1, 1, size - 2, size - 2]]))
+        write_metadata_split(root / "metadata" / "CUB" / split, records)
+    return root
+
+
+def write_cub_original_layout(
+    base: Path, folders: list[str], train_per_class: int = 6, size: int = 8, classes_txt: bool = True
+) -> Path:
+    """``CUB_200_2011`` archive layout: ``train_per_class`` train and one test image per class."""
+    images, labels, splits, boxes = [], [], [], []
+    for cls, folder in enumerate(folders, start=1):
+        for j in range(train_per_class + 1):
+            key = len(images) + 1
+            rel = f"{folder}/img_{j:04d}.jpg"
+            write_image(base / "images" / rel, size, size)
+            images.append(f"{key} {rel}")
+            labels.append(f"{key} {cls}")
+            splits.append(f"{key} {int(j < train_per_class)}")
+            boxes.append(f"{key} 1.0 1.0 4.0 4.0")
+    for name, lines in (
+        ("images.txt", images),
+        ("image_class_labels.txt", labels),
+        ("train_test_split.txt", splits),
+        ("bounding_boxes.txt", boxes),
+    ):
+        (base / name).write_text("\n".join(lines) + "\n")
+    if classes_txt:
+        (base / "classes.txt").write_text("".join(f"{k} {f}\n" for k, f in enumerate(folders, start=1)))
+    return base
+
+
 @pytest.fixture
 def voc_xml() -> Callable[[Path, list[tuple[str, list[int]]], tuple[int, int]], None]:
     def write(path: Path, objects: list[tuple[str, list[int]]], size: tuple[int, int]) -> None:
@@ -109,6 +156,9 @@ class LayoutWriters:
     image = staticmethod(write_image)
     lines = staticmethod(write_lines)
     metadata_split = staticmethod(write_metadata_split)
+    cub_folders = staticmethod(cub_folders)
+    cub_metadata_layout = staticmethod(write_cub_metadata_layout)
+    cub_original_layout = staticmethod(write_cub_original_layout)
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from wsol_lightning.data import CUB
+from wsol_lightning.data import CUB, ILSVRC, OpenImages
+from wsol_lightning.data.datasets.base import DatasetSpec
 from wsol_lightning.data.datasets.cub import build_cub
-from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
+from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError, MetadataError
 
 
 def cub(root, split, **kw):
@@ -22,8 +23,9 @@ def test_metadata_layout_loads_and_reports_it(cub_metadata_root: Path, caplog) -
     with caplog.at_level(logging.INFO):
         val = cub(cub_metadata_root, "val")
     assert "wsolevaluation metadata layout" in caplog.text
-    assert len(val) == 2 and val.num_classes == 200
-    assert val.class_names()[:2] == ["Albatross", "Auklet"]
+    assert "CUB: 2 classes" in caplog.text
+    assert len(val) == 2 and val.num_classes == 2  # the classes of the data (the fixture has 2)
+    assert val.class_names() == ["Albatross", "Auklet"]
     raw = val.load(1)
     assert raw.image.shape == (24, 36, 3) and raw.image.dtype == np.uint8 and raw.label == 1
     assert raw.boxes.tolist() == [[1, 1, 10, 10], [20, 5, 30, 20]]  # both boxes kept
@@ -42,6 +44,7 @@ def test_spec_builds_what_the_module_reader_builds(cub_metadata_root: Path) -> N
             "cache_dir": str(cub_metadata_root) + "_cache",
             "num_val_sample_per_class": 0,
             "attributes": False,
+            "drop_invalid_boxes": False,
         },
     }
     for split in ("train", "val", "test"):
@@ -140,10 +143,68 @@ def test_boxes_outside_the_image_are_clipped_with_one_warning(cub_metadata_root:
     )
     with pytest.warns(UserWarning, match="2 box") as record:
         test = cub(cub_metadata_root, "test")
-    assert len([w for w in record if "clipped" in str(w.message)]) == 1
+    clipped = [str(w.message) for w in record if "clipped" in str(w.message)]
+    assert len(clipped) == 1
+    # the warning names the annotation file, the line and the image of every clipped box
+    localization = split_dir / "localization.txt"
+    assert f"{localization}:1: [-3, 4, 60, 28] -> [0, 4, 47, 28] on {cub_metadata_root / '001.Albatross/a_0002.jpg'} (48x32)" in clipped[0]
+    assert f"{localization}:2: [5, 6, 25, 45] -> [5, 6, 25, 39] on {cub_metadata_root / '002.Auklet/b_0002.jpg'} (30x40)" in clipped[0]
     assert test.index.boxes_of(0).tolist() == [[0, 4, 47, 28]] and test.index.boxes_of(1).tolist() == [
         [5, 6, 25, 39]
     ]
+
+
+def test_box_entirely_outside_its_image_is_an_error_naming_file_line_and_image(
+    cub_metadata_root: Path, write
+) -> None:
+    split_dir = cub_metadata_root / "metadata" / "CUB" / "val"
+    # 002.Auklet/44272303765.jpg is 36x24: its second box starts right of the image
+    write.lines(
+        split_dir / "localization.txt",
+        [
+            "001.Albatross/30107316117.jpg,10,5,39,29",
+            "002.Auklet/44272303765.jpg,1,1,10,10",
+            "002.Auklet/44272303765.jpg,36,5,50,20",
+        ],
+    )
+    image = cub_metadata_root / "002.Auklet" / "44272303765.jpg"
+    message = f"{split_dir / 'localization.txt'}:3: box [36, 5, 50, 20] lies entirely outside its image {image} (36x24)"
+    with pytest.raises(MetadataError) as err:
+        cub(cub_metadata_root, "val")
+    assert str(err.value).startswith(message) and "drop_invalid_boxes" in str(err.value)
+    assert err.value.line_number == 3
+    # drop_invalid_boxes: the box is dropped with the same message as a warning, the others are kept
+    with pytest.warns(UserWarning) as record:
+        val = cub(cub_metadata_root, "val", drop_invalid_boxes=True)
+    dropped = [str(w.message) for w in record if "dropped" in str(w.message)]
+    assert len(dropped) == 1 and dropped[0].startswith(message)
+    assert val.index.boxes_of(1).tolist() == [[1, 1, 10, 10]] and val.index.boxes_of(0).tolist() == [[10, 5, 39, 29]]
+    assert [len(val.load(i).boxes) for i in range(2)] == [1, 1]
+
+
+def test_invalid_box_of_the_original_layout_names_bounding_boxes_txt(cub_original_root: Path) -> None:
+    path = cub_original_root / "bounding_boxes.txt"
+    lines = path.read_text().splitlines()
+    lines[3] = "4 3.0 31.0 10.0 8.0"  # y = 31 below the 30-px-high image
+    path.write_text("\n".join(lines) + "\n")
+    image = cub_original_root / "images" / "001.Albatross" / "img_0003.jpg"
+    with pytest.raises(MetadataError, match=rf"bounding_boxes.txt:4: box \[3, 31, 13, 39\] lies entirely outside its image {image} \(40x30\)"):
+        cub(cub_original_root, "test")
+    with pytest.warns(UserWarning, match=r"bounding_boxes.txt:4: box \[3, 31, 13, 39\] lies entirely outside .* dropped"):
+        test = cub(cub_original_root, "test", drop_invalid_boxes=True)  # the box is a train image's
+    with pytest.warns(UserWarning, match="no val split"):
+        val = cub(cub_original_root, "val", drop_invalid_boxes=True)
+    train = cub(cub_original_root, "train", drop_invalid_boxes=True)
+    every = {p: d.index.boxes_of(i).tolist() for d in (train, val, test) for i, p in enumerate(d.index.image_paths)}
+    assert every["001.Albatross/img_0003.jpg"] == [] and every["001.Albatross/img_0002.jpg"] == [[3, 2, 13, 10]]
+
+
+def test_drop_invalid_boxes_is_a_dataset_option() -> None:
+    for spec in (CUB, ILSVRC, OpenImages):
+        described = spec(root="r", drop_invalid_boxes=True).describe()
+        assert described["init_args"]["drop_invalid_boxes"] is True
+        assert DatasetSpec.from_description(described).drop_invalid_boxes is True
+        assert spec(root="r").drop_invalid_boxes is False
 
 
 def test_size_mismatch_warns_and_scales_boxes_by_the_real_size(cub_metadata_root: Path, write) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,10 @@ def test_raw_layout_sorted_wnids_and_every_xml_box(raw_root: Path, caplog) -> No
     assert train.num_classes == 2 and train.class_names() == WNIDS
     assert train.index.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert train.index.image_paths[0] == f"train/{WNIDS[0]}/{WNIDS[0]}_0.JPEG"
-    with pytest.warns(UserWarning, match="1 box"):  # (0, 0, 29, 40) on a 30-px-high image
+    xml = raw_root / "val" / "ILSVRC2012_val_00000002.xml"
+    image = raw_root / "val" / "ILSVRC2012_val_00000002.JPEG"
+    clipped = rf"{xml}:1: \[0, 0, 29, 40\] -> \[0, 0, 29, 29\] on {image} \(30x30\)"
+    with pytest.warns(UserWarning, match=rf"1 box.*clipped to it: {clipped}"):  # (0, 0, 29, 40) on a 30-px-high image
         test = ilsvrc(raw_root, "test")
     assert test.index.labels.tolist() == [1, 0]
     assert test.load(0).boxes.tolist() == [[1, 2, 10, 12], [20, 5, 39, 29]]
@@ -99,11 +103,46 @@ def test_metadata_layout(tmp_path: Path, write) -> None:
             ("val2/999/1.jpeg", 999, (20, 20), [[3, 3, 4, 4]]),
         ],
     )
-    val = ilsvrc(root, "val")
-    assert val.num_classes == 1000 and val.index.labels.tolist() == [0, 999]
+    with pytest.warns(UserWarning, match="class ids 1, 2, .* have no image"):
+        val = ilsvrc(root, "val")
+    assert val.num_classes == 1000 and val.index.labels.tolist() == [0, 999]  # max label + 1
     assert len(val.load(0).boxes) == 3
+    # the 1000 synsets of LOC_synset_mapping.txt name the classes and bound the labels
+    synsets = [f"n{k:08d}" for k in range(1000)]
+    write.lines(root / "LOC_synset_mapping.txt", [f"{w} words of {w}" for w in synsets])
+    with pytest.warns(UserWarning, match="have no image"):
+        val = ilsvrc(root, "val")
+    assert val.num_classes == 1000 and val.class_names()[999] == "words of n00000999"
     write.lines(
         root / "metadata" / "ILSVRC" / "val" / "class_labels.txt", ["val2/0/0.jpeg,0", "val2/999/1.jpeg,1000"]
     )
-    with pytest.raises(MetadataError, match=r"class_labels.txt:2: class id 1000 out of range"):
+    with pytest.raises(MetadataError, match=r"class_labels.txt:2: class id 1000 out of range \[0, 999\] \(the 1000"):
         ilsvrc(root, "val")
+
+
+def test_box_outside_its_image_names_the_xml_object_line_or_the_csv_line(raw_root: Path, voc_xml) -> None:
+    voc_xml(raw_root / "val" / "ILSVRC2012_val_00000002.xml", [(WNIDS[0], [0, 0, 29, 29])], (30, 30))  # inside
+    xml = raw_root / "val" / "ILSVRC2012_val_00000001.xml"
+    image = raw_root / "val" / "ILSVRC2012_val_00000001.JPEG"  # 40x30
+    voc_xml(xml, [(WNIDS[1], [1, 2, 10, 12]), (WNIDS[1], [2, 30, 20, 35])], (40, 30))
+    xml.write_text(xml.read_text().replace("<object>", "\n<object>"))  # object k on line k + 1
+    message = f"{xml}:3: box [2, 30, 20, 35] lies entirely outside its image {image} (40x30)"
+    with pytest.raises(MetadataError) as err:
+        ilsvrc(raw_root, "test")
+    assert str(err.value).startswith(message)
+    with pytest.warns(UserWarning, match=re.escape(message) + ".*dropped"):
+        test = ilsvrc(raw_root, "test", drop_invalid_boxes=True)
+    assert test.index.boxes_of(0).tolist() == [[1, 2, 10, 12]]
+    xml.unlink()
+    (raw_root / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        f"ILSVRC2012_val_00000001,{WNIDS[1]} 1 1 5 5 {WNIDS[1]} 41 1 45 5 \n"
+    )
+    with pytest.raises(MetadataError, match=r"LOC_val_solution.csv:2: box \[41, 1, 45, 5\] lies entirely outside"):
+        ilsvrc(raw_root, "test")
+
+
+def test_an_empty_box_is_an_error_too(raw_root: Path, voc_xml) -> None:
+    voc_xml(raw_root / "val" / "ILSVRC2012_val_00000002.xml", [(WNIDS[0], [9, 0, 3, 29])], (30, 30))
+    with pytest.raises(MetadataError, match=r"ILSVRC2012_val_00000002.xml:1: box \[9, 0, 3, 29\] of image .* is empty"):
+        ilsvrc(raw_root, "test")

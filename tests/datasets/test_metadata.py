@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wsol_lightning.data.datasets.image_dataset import MAX_DROP_WARNINGS, fit_boxes_to_images
 from wsol_lightning.data.datasets.metadata import parse_split
 from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, StringTable
 from wsol_lightning.data.errors import MetadataError
@@ -116,3 +117,34 @@ def test_cache_builds_once_and_rebuilds_when_the_key_changes(tmp_path: Path) -> 
     assert len(calls) == 1
     cache.load_or_build({"dataset": "d", "split": "s", "files": [2]}, build)
     assert len(calls) == 2
+
+
+def test_labels_without_a_class_count_only_need_to_be_non_negative(tmp_path: Path, write) -> None:
+    d = _split(tmp_path, write, [], labels=["a/1.jpg,0", "a/2.jpg,41"])
+    assert parse_split(d, None, "boxes")[1].tolist() == [0, 41]
+    write.lines(d / "class_labels.txt", ["a/1.jpg,0", "a/2.jpg,-2"])
+    with pytest.raises(MetadataError, match=r"class_labels.txt:2: class id -2 out of range \[0, ...\)"):
+        parse_split(d, None, "boxes")
+
+
+def test_fit_boxes_names_the_listed_box_and_counts_drops_beyond_the_named_ones(tmp_path: Path, write) -> None:
+    write.image(tmp_path / "a.jpg", 20, 10)
+    # listed 40x20 (twice the real size): [30, 22, 39, 30] is drawn below the listed image
+    boxes = [[[2, 2, 10, 8], [30, 22, 39, 30]]]
+    sources = [[("loc.txt", 1), ("loc.txt", 2)]]
+    with pytest.raises(MetadataError) as err:
+        fit_boxes_to_images("D", "test", tmp_path, ["a.jpg"], boxes, np.array([[40, 20]]), sources=sources)
+    assert str(err.value).startswith(
+        f"loc.txt:2: box [15, 11, 19, 15] lies entirely outside its image {tmp_path / 'a.jpg'} (20x10) "
+        "(written [30, 22, 39, 30] for the listed size 40x20)"
+    )
+    count = MAX_DROP_WARNINGS + 3
+    boxes = [[[1, 1, 5, 5]] + [[0, 10 + k, 5, 12 + k] for k in range(count)]]
+    sources = [[("loc.txt", k) for k in range(1, count + 2)]]
+    with pytest.warns(UserWarning) as record:
+        sizes = fit_boxes_to_images("D", "test", tmp_path, ["a.jpg"], boxes, None, sources=sources, drop_invalid=True)
+    messages = [str(w.message) for w in record]
+    assert len([m for m in messages if m.endswith("dropped (drop_invalid_boxes)")]) == MAX_DROP_WARNINGS
+    assert messages[0].startswith("loc.txt:2: box [0, 10, 5, 12] lies entirely outside")
+    assert any(m.startswith(f"D/test: {count} box(es) lay entirely outside") for m in messages)
+    assert boxes == [[[1, 1, 5, 5]]] and sizes.tolist() == [[20, 10]]

@@ -63,7 +63,7 @@ def test_cub_through_the_datamodule(cub_metadata_root: Path) -> None:
         num_workers=0,
     )
     dm.setup("fit")
-    assert dm.num_classes == 200 and dm.provided_fields == frozenset({"boxes"})
+    assert dm.num_classes == 2 and dm.provided_fields == frozenset({"boxes"})  # the fixture's 2 classes
     train = next(iter(dm.train_dataloader()))
     val = next(iter(dm.val_dataloader()))
     assert train.image.shape == (2, 3, 16, 16)

@@ -17,7 +17,20 @@ Layouts (auto-detected, one ``INFO`` line says which was found):
   ``train`` so the splits stay disjoint (``test`` is untouched). A warning says that this val
   is not wsolevaluation's, so numbers chosen on it are not comparable to published ones.
 
-Classes: 200, index = 3-digit folder prefix - 1 (the metadata's labels).
+Classes come from the data, so a CUB subset or a user's own data in either layout gets its
+own number of classes (the full CUB-200-2011 has 200):
+
+* metadata layout: ``max label + 1`` over the ``class_labels.txt`` of the ``train``, ``val`` and
+  ``test`` splits present (0-based labels, used as written; an id without any image is named in
+  a warning); a class is named after the folder of its images (``001.Albatross/...`` ->
+  ``Albatross``);
+* original layout: the lines ``<id> <folder>`` of ``classes.txt`` (ids ``1..K`` in order;
+  class index = id - 1, name = folder without its number); without ``classes.txt``, the largest
+  id of ``image_class_labels.txt``, named after the image folders.
+
+GT boxes entirely outside their image are an error naming the annotation file and line, or are
+dropped with that message as a warning (``drop_invalid_boxes``); boxes partly outside are
+clipped with one warning naming the first few (file, line, image).
 
 Per-image attributes (the spec's ``attributes``, off by default): the 312 binary ``is_present`` flags of
 the original archive's ``attributes/image_attribute_labels.txt`` (lines ``image_id attribute_id
@@ -49,12 +62,18 @@ from wsol_lightning.data.datasets.image_dataset import (
     require_files,
     subsample_per_class,
 )
-from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.metadata import (
+    build_metadata_index,
+    check_split_dir,
+    metadata_classes,
+    metadata_signature,
+)
 from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
 
+#: Classes of the full CUB-200-2011 (a dataset's own count comes from its data, see the module docstring).
 NUM_CLASSES = 200
 NUM_ATTRIBUTES = 312
 ATTRIBUTE_LABELS = Path("attributes") / "image_attribute_labels.txt"
@@ -92,13 +111,11 @@ def _image_root_for(root: Path, first_id: str | None) -> Path:
     return root
 
 
-def _class_names_from_ids(image_ids, labels: np.ndarray) -> list[str]:
-    names = [str(c) for c in range(NUM_CLASSES)]
-    for image_id, label in zip(image_ids, labels):
-        folder = image_id.split("/")[0]
-        if "/" in image_id:
-            names[int(label)] = folder.split(".", 1)[-1]
-    return names
+def _class_name(image_id: str, label: int) -> str:
+    """``001.Albatross/x.jpg`` -> ``Albatross``; an id without a folder (or none) -> the label."""
+    if "/" not in image_id:
+        return str(label)
+    return image_id.split("/")[0].split(".", 1)[-1]
 
 
 def _read_table(path: Path, num_fields: int) -> list[tuple[int, list[str]]]:
@@ -116,8 +133,40 @@ def _read_table(path: Path, num_fields: int) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _build_original_index(base: Path) -> SplitIndex:
-    """All 11,788 images; ``groups`` holds ``is_train`` (1 train, 0 test)."""
+def _read_classes_txt(base: Path) -> list[str] | None:
+    """Class names of ``classes.txt`` (lines ``<id> <folder>``, ids ``1..K`` in order); ``None`` without the file."""
+    path = base / "classes.txt"
+    if not path.is_file():
+        return None
+    names = []
+    for expected, (line_number, (number, folder)) in enumerate(_read_table(path, 2), start=1):
+        if number != str(expected):
+            raise MetadataError(path, line_number, f"expected class id {expected} (ids 1..K in order), got {number!r}")
+        names.append(folder.split(".", 1)[-1])
+    if not names:
+        raise MetadataError(path, 0, "no class listed")
+    return names
+
+
+def _original_classes(base: Path, index: SplitIndex) -> list[str]:
+    """Class names of the original layout: ``classes.txt``, else the image folders of every label."""
+    names = _read_classes_txt(base)
+    if names is not None:
+        return names
+    names = [str(c) for c in range(int(index.labels.max()) + 1 if len(index) else 0)]
+    for image_id, label in zip(reversed(list(index.image_paths)), index.labels[::-1]):
+        names[int(label)] = _class_name(image_id, int(label))
+    return names
+
+
+def _build_original_index(base: Path, drop_invalid_boxes: bool = False) -> SplitIndex:
+    """Every image of the archive; ``groups`` holds ``is_train`` (1 train, 0 test).
+
+    Class ids must lie in ``1..K`` for the ``K`` classes of ``classes.txt`` (any id ``>= 1``
+    without that file).
+    """
+    class_names = _read_classes_txt(base)
+    num_classes = None if class_names is None else len(class_names)
     rows = {
         name: _read_table(base / name, n)
         for name, n in (
@@ -141,12 +190,9 @@ def _build_original_index(base: Path) -> SplitIndex:
     labels = np.full(len(order), -1, np.int64)
     for line_number, (key, cls) in rows["image_class_labels.txt"]:
         label = int(cls) - 1 if cls.isdigit() else -1
-        if not 0 <= label < NUM_CLASSES:
-            raise MetadataError(
-                base / "image_class_labels.txt",
-                line_number,
-                f"class id {cls} out of range [1, {NUM_CLASSES}]",
-            )
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            valid = "[1, ...)" if num_classes is None else f"[1, {num_classes}] (the classes of classes.txt)"
+            raise MetadataError(base / "image_class_labels.txt", line_number, f"class id {cls} out of range {valid}")
         labels[row_of("image_class_labels.txt", line_number, key)] = label
     is_train = np.full(len(order), -1, np.int64)
     for line_number, (key, flag) in rows["train_test_split.txt"]:
@@ -156,12 +202,15 @@ def _build_original_index(base: Path) -> SplitIndex:
             )
         is_train[row_of("train_test_split.txt", line_number, key)] = int(flag)
     boxes: list[list[list[int]]] = [[] for _ in order]
+    sources: list[list[tuple[str, int]]] = [[] for _ in order]
     for line_number, (key, *xywh) in rows["bounding_boxes.txt"]:
         try:
             x, y, w, h = (int(float(v)) for v in xywh)
         except ValueError:
             raise MetadataError(base / "bounding_boxes.txt", line_number, f"non-numeric box {xywh}") from None
-        boxes[row_of("bounding_boxes.txt", line_number, key)].append([x, y, x + w, y + h])
+        row = row_of("bounding_boxes.txt", line_number, key)
+        boxes[row].append([x, y, x + w, y + h])
+        sources[row].append((str(base / "bounding_boxes.txt"), line_number))
     for name, values in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
         if (values < 0).any():
             missing = order[int(np.flatnonzero(values < 0)[0])]
@@ -169,7 +218,10 @@ def _build_original_index(base: Path) -> SplitIndex:
     image_paths = [paths[k] for k in order]
     image_root = base / "images"
     require_files("CUB", image_root, image_paths, HOW_TO)
-    sizes = fit_boxes_to_images("CUB", "all", image_root, image_paths, boxes, None, far_edge_rule=True)
+    sizes = fit_boxes_to_images(
+        "CUB", "all", image_root, image_paths, boxes, None, far_edge_rule=True, sources=sources,
+        drop_invalid=drop_invalid_boxes,
+    )
     return SplitIndex.build(image_paths, labels, sizes, boxes, groups=is_train)
 
 
@@ -204,18 +256,23 @@ def build_cub(
         log.info(
             "CUB %s: wsolevaluation metadata layout (metadata %s, images %s)", split, split_dir, image_root
         )
+        classes = metadata_classes("CUB", metadata, cache)
+        num_classes = classes.num_classes
         key = {
             "dataset": "cub",
             "layout": "metadata",
             "split": split,
             "image_root": str(image_root.resolve()),
             "files": metadata_signature(split_dir),
+            "drop_invalid_boxes": spec.drop_invalid_boxes,
         }
         index = cache.load_or_build(
             key,
-            lambda: build_metadata_index("CUB", split, image_root, split_dir, NUM_CLASSES, "boxes", HOW_TO),
+            lambda: build_metadata_index(
+                "CUB", split, image_root, split_dir, num_classes, "boxes", HOW_TO, spec.drop_invalid_boxes
+            ),
         )
-        names = _class_names_from_ids(index.image_paths, index.labels)
+        names = [_class_name(example, c) for c, example in enumerate(classes.example_ids)]
     elif original is not None:
         missing = [original / f for f in ORIGINAL_FILES if not (original / f).is_file()]
         if missing:
@@ -230,9 +287,10 @@ def build_cub(
             "dataset": "cub",
             "layout": "original",
             "split": "all",
-            "files": file_signature(original / f for f in ORIGINAL_FILES),
+            "files": file_signature(original / f for f in (*ORIGINAL_FILES, "classes.txt")),
+            "drop_invalid_boxes": spec.drop_invalid_boxes,
         }
-        everything = cache.load_or_build(key, lambda: _build_original_index(original))
+        everything = cache.load_or_build(key, lambda: _build_original_index(original, spec.drop_invalid_boxes))
         train_rows = everything.groups == 1
         held_out = holdout_per_class(everything.labels, train_rows, FALLBACK_VAL_PER_CLASS, seed)
         rows = {"train": train_rows & ~held_out, "val": held_out, "test": everything.groups == 0}[split]
@@ -243,8 +301,10 @@ def build_cub(
                 "comparable to published ones)",
                 stacklevel=2,
             )
+        names = _original_classes(original, everything)
+        num_classes = len(names)
+        log.info("CUB: %d classes (%s)", num_classes, original / "classes.txt")
         index = everything.subset(np.flatnonzero(rows))
-        names = _original_class_names(original)
     else:
         looked_for = [c / "train" / "image_ids.txt" for c in _metadata_candidates(root, metadata_dir)]
         looked_for += [c / "images.txt" for c in _original_candidates(root)]
@@ -263,7 +323,7 @@ def build_cub(
         attributes = read_image_attributes(found[0], list(index.image_paths))
         log.info("CUB %s: %d attributes per image from %s", split, attributes.shape[1], labels_file)
     return IndexedImageDataset(
-        index, image_root, split, resize_size, crop_size, NUM_CLASSES, names, attributes=attributes
+        index, image_root, split, resize_size, crop_size, num_classes, names, attributes=attributes
     )
 
 
@@ -338,16 +398,6 @@ def read_image_attributes(base: Path, image_paths: Sequence[str]) -> np.ndarray:
     return values
 
 
-def _original_class_names(base: Path) -> list[str]:
-    names = [str(c) for c in range(NUM_CLASSES)]
-    classes = base / "classes.txt"
-    if classes.is_file():
-        for _, (number, name) in _read_table(classes, 2):
-            if number.isdigit() and 1 <= int(number) <= NUM_CLASSES:
-                names[int(number) - 1] = name.split(".", 1)[-1]
-    return names
-
-
 __all__ = [
     "FALLBACK_VAL_PER_CLASS",
     "NUM_ATTRIBUTES",
@@ -369,6 +419,10 @@ class CUB(MetadataDatasetSpec):
         num_val_sample_per_class: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
         attributes: training samples carry CUB's 312 per-image binary attributes
             (``attributes/image_attribute_labels.txt``; I2C's ``consistency_unit: attribute``).
+        drop_invalid_boxes: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+
+    The number of classes (and their names) comes from the data (module docstring): 200 for the
+    full CUB, ``K`` for a ``classes.txt`` of ``K`` lines or metadata labels ``0..K-1``.
     """
 
     name = "cub"
@@ -380,8 +434,9 @@ class CUB(MetadataDatasetSpec):
         cache_dir: str | None = None,
         num_val_sample_per_class: int = 0,
         attributes: bool = False,
+        drop_invalid_boxes: bool = False,
     ) -> None:
-        super().__init__(root, metadata_dir, cache_dir, num_val_sample_per_class)
+        super().__init__(root, metadata_dir, cache_dir, num_val_sample_per_class, drop_invalid_boxes)
         self.attributes = attributes
 
     def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> IndexedImageDataset:

@@ -2,7 +2,11 @@
 
 Class index order = the sorted WordNet ids (``n01440764`` is class 0), which is also the order
 of wsolevaluation's ``class_labels.txt``, torchvision's ``ImageFolder`` and the ImageNet fc.
-The metadata layout has 1,000 classes; the raw layout as many as ``train/`` has folders.
+Classes come from the data (the full ILSVRC has 1,000): the raw layout has as many as ``train/``
+has synset folders; the metadata layout ``max label + 1`` over the ``class_labels.txt`` of its
+splits, and when the synsets are known (``train/<wnid>/`` folders or ``LOC_synset_mapping.txt``)
+every label must index them. A class is named after its synset (``LOC_synset_mapping.txt``'s
+words when present): the folder of its ``train/<wnid>/`` images, else the sorted synset list.
 
 Layouts (auto-detected, one ``INFO`` line says which was found):
 
@@ -18,7 +22,9 @@ Layouts (auto-detected, one ``INFO`` line says which was found):
   images per class among the train images that have boxes in ``LOC_train_solution.csv``,
   removed from ``train`` (a warning says the numbers are not comparable to published ones).
 
-All GT boxes of an image are kept (the metric counts a hit against any of them).
+All GT boxes of an image are kept (the metric counts a hit against any of them). A box entirely
+outside its image is an error naming the annotation file and line (``drop_invalid_boxes``: dropped
+with that message as a warning; XML files are named with the line of the box's ``<object>``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -39,12 +46,18 @@ from wsol_lightning.data.datasets.image_dataset import (
     holdout_per_class,
     subsample_per_class,
 )
-from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.metadata import (
+    build_metadata_index,
+    check_split_dir,
+    metadata_classes,
+    metadata_signature,
+)
 from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
 
+#: Classes of the full ILSVRC 2012 (a dataset's own count comes from its data, see the module docstring).
 NUM_CLASSES = 1000
 FALLBACK_VAL_PER_CLASS = 10
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -85,9 +98,13 @@ def _wnids(root: Path, image_root: Path) -> list[str]:
     return sorted(_synset_mapping(root))
 
 
-def _parse_prediction_csv(path: Path) -> dict[str, list[tuple[str, list[int]]]]:
+#: Objects of one image: ``(wnid, box, (annotation file, line))``.
+Objects = list[tuple[str, list[int], tuple[str, int]]]
+
+
+def _parse_prediction_csv(path: Path) -> dict[str, Objects]:
     """Kaggle ``LOC_*_solution.csv``: ``ImageId,PredictionString`` with ``wnid x0 y0 x1 y1`` groups."""
-    result: dict[str, list[tuple[str, list[int]]]] = {}
+    result: dict[str, Objects] = {}
     with open(path, encoding="utf-8", newline="") as f:
         for line_number, row in enumerate(csv.reader(f), start=1):
             if line_number == 1 and row and row[0] == "ImageId":
@@ -102,26 +119,34 @@ def _parse_prediction_csv(path: Path) -> dict[str, list[tuple[str, list[int]]]]:
             objects = []
             for k in range(0, len(tokens), 5):
                 try:
-                    objects.append((tokens[k], [int(float(v)) for v in tokens[k + 1 : k + 5]]))
+                    box = [int(float(v)) for v in tokens[k + 1 : k + 5]]
                 except ValueError:
                     raise MetadataError(path, line_number, f"non-numeric box {tokens[k + 1:k + 5]}") from None
+                objects.append((tokens[k], box, (str(path), line_number)))
             result[row[0]] = objects
     return result
 
 
-def _parse_voc_xml(path: Path) -> list[tuple[str, list[int]]]:
+_OBJECT_TAG = re.compile(rb"<object[\s>]")
+
+
+def _parse_voc_xml(path: Path) -> Objects:
+    """PASCAL-VOC objects; each one's source line is that of its ``<object>`` tag."""
+    data = path.read_bytes()
     try:
-        tree = ET.parse(path)
+        root = ET.fromstring(data)
     except ET.ParseError as err:
         raise MetadataError(path, err.position[0], f"malformed XML: {err}") from None
-    objects = []
-    for obj in tree.getroot().iter("object"):
+    tag_lines = [data.count(b"\n", 0, m.start()) + 1 for m in _OBJECT_TAG.finditer(data)]
+    objects: Objects = []
+    for position, obj in enumerate(root.iter("object")):
+        line = tag_lines[position] if position < len(tag_lines) else 0
         box = obj.find("bndbox")
         try:
             coords = [int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")]  # type: ignore[union-attr]
         except (AttributeError, TypeError, ValueError):
-            raise MetadataError(path, 0, "object without a numeric bndbox xmin/ymin/xmax/ymax") from None
-        objects.append((obj.findtext("name", ""), coords))
+            raise MetadataError(path, line, "object without a numeric bndbox xmin/ymin/xmax/ymax") from None
+        objects.append((obj.findtext("name", ""), coords, (str(path), line)))
     return objects
 
 
@@ -134,14 +159,20 @@ def _scan_train(image_root: Path, wnids: list[str]) -> tuple[list[str], list[int
     return paths, labels
 
 
-def _build_raw_index(root: Path, image_root: Path, split: str, wnids: list[str]) -> SplitIndex:
+def _build_raw_index(
+    root: Path, image_root: Path, split: str, wnids: list[str], drop_invalid_boxes: bool = False
+) -> SplitIndex:
     label_of = {w: i for i, w in enumerate(wnids)}
     if split == "train":
         paths, labels = _scan_train(image_root, wnids)
         solution = root / "LOC_train_solution.csv"
         objects = _parse_prediction_csv(solution) if solution.is_file() else {}
-        boxes = [[b for _, b in objects.get(Path(p).stem, [])] for p in paths]
-        sizes = fit_boxes_to_images("ILSVRC", split, image_root, paths, boxes, None)
+        per_image = [objects.get(Path(p).stem, []) for p in paths]
+        boxes = [[b for _, b, _ in found] for found in per_image]
+        sources = [[source for _, _, source in found] for found in per_image]
+        sizes = fit_boxes_to_images(
+            "ILSVRC", split, image_root, paths, boxes, None, sources=sources, drop_invalid=drop_invalid_boxes
+        )
         return SplitIndex.build(paths, labels, sizes, boxes)
 
     val_dir = image_root / "val"
@@ -153,7 +184,7 @@ def _build_raw_index(root: Path, image_root: Path, split: str, wnids: list[str])
     )
     solution = root / "LOC_val_solution.csv"
     csv_objects = _parse_prediction_csv(solution) if solution.is_file() else {}
-    labels, boxes, missing = [], [], []
+    labels, boxes, sources, missing = [], [], [], []
     for rel in paths:
         stem = Path(rel).stem
         if stem in csv_objects:
@@ -183,7 +214,8 @@ def _build_raw_index(root: Path, image_root: Path, split: str, wnids: list[str])
                 f"{rel}: WordNet id {wnid!r} is not one of the {len(wnids)} train classes",
             )
         labels.append(label_of[wnid])
-        boxes.append([b for _, b in objects])
+        boxes.append([b for _, b, _ in objects])
+        sources.append([source for _, _, source in objects])
     if missing:
         shown = [str(p) for p in missing[:20]] + (
             [f"... and {len(missing) - 20} more"] if len(missing) > 20 else []
@@ -191,8 +223,26 @@ def _build_raw_index(root: Path, image_root: Path, split: str, wnids: list[str])
         raise DatasetNotFoundError(
             "ILSVRC", root, [solution, *shown], f"{len(missing)} val images have no box annotation. {HOW_TO}"
         )
-    sizes = fit_boxes_to_images("ILSVRC", split, image_root, paths, boxes, None)
+    sizes = fit_boxes_to_images(
+        "ILSVRC", split, image_root, paths, boxes, None, sources=sources, drop_invalid=drop_invalid_boxes
+    )
     return SplitIndex.build(paths, labels, sizes, boxes)
+
+
+def _metadata_class_names(example_ids: tuple[str, ...], wnids: list[str], mapping: dict[str, str]) -> list[str]:
+    """Synset of each class: the folder of its ``train/<wnid>/`` image, else the sorted synsets, else the id."""
+    names = []
+    for label, example in enumerate(example_ids):
+        parts = example.split("/")
+        if len(parts) == 3 and parts[0] == "train":
+            wnid = parts[1]
+        elif label < len(wnids):
+            wnid = wnids[label]
+        else:
+            names.append(str(label))
+            continue
+        names.append(mapping.get(wnid, wnid))
+    return names
 
 
 def build_ilsvrc(
@@ -222,21 +272,30 @@ def build_ilsvrc(
         split_dir = (metadata or candidates[0]) / split
         check_split_dir("ILSVRC", root, split_dir, localization_required=split != "train", how_to=HOW_TO)
         log.info("ILSVRC %s: wsolevaluation metadata layout (metadata %s, images %s)", split, split_dir, root)
+        synsets_from = (
+            f"the synset folders of {image_root / 'train'}"
+            if (image_root / "train").is_dir()
+            else f"{root / 'LOC_synset_mapping.txt'}"
+        )
+        classes = metadata_classes(
+            "ILSVRC", split_dir.parent, cache, limit=len(wnids) or None, limit_source=synsets_from
+        )
+        num_classes = classes.num_classes
         key = {
             "dataset": "ilsvrc",
             "layout": "metadata",
             "split": split,
             "files": metadata_signature(split_dir),
+            "drop_invalid_boxes": spec.drop_invalid_boxes,
         }
         index = cache.load_or_build(
-            key, lambda: build_metadata_index("ILSVRC", split, root, split_dir, NUM_CLASSES, "boxes", HOW_TO)
+            key,
+            lambda: build_metadata_index(
+                "ILSVRC", split, root, split_dir, num_classes, "boxes", HOW_TO, spec.drop_invalid_boxes
+            ),
         )
-        image_root, num_classes = root, NUM_CLASSES
-        names = (
-            [mapping.get(w, w) for w in wnids]
-            if len(wnids) == NUM_CLASSES
-            else [str(c) for c in range(NUM_CLASSES)]
-        )
+        image_root = root
+        names = _metadata_class_names(classes.example_ids, wnids, mapping)
     elif (image_root / "train").is_dir() and (image_root / "val").is_dir():
         log.info("ILSVRC %s: raw train/<wnid>/ + val/ layout at %s", split, image_root)
         source = "test" if split == "test" else "train"
@@ -249,8 +308,11 @@ def build_ilsvrc(
             "files": file_signature(
                 [image_root / source.replace("test", "val"), *(root / a for a in annotations)]
             ),
+            "drop_invalid_boxes": spec.drop_invalid_boxes,
         }
-        index = cache.load_or_build(key, lambda: _build_raw_index(root, image_root, source, wnids))
+        index = cache.load_or_build(
+            key, lambda: _build_raw_index(root, image_root, source, wnids, spec.drop_invalid_boxes)
+        )
         num_classes, names = len(wnids), [mapping.get(w, w) for w in wnids]
         if source == "train":
             has_boxes = np.diff(index.box_offsets) > 0
@@ -286,7 +348,8 @@ __all__ = ["FALLBACK_VAL_PER_CLASS", "NUM_CLASSES", "build_ilsvrc"]
 class ILSVRC(MetadataDatasetSpec):
     """ILSVRC 2012 (class folders with XML/CSV boxes, or the wsolevaluation metadata layout).
 
-    Options: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`.
+    Options: see :class:`~wsol_lightning.data.datasets.image_dataset.MetadataDatasetSpec`. The
+    number of classes comes from the data (module docstring): 1,000 for the full ILSVRC.
     """
 
     name = "ilsvrc"

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wsol_lightning.data.datasets.base import DatasetSpec, RawSample, WSOLDataset
 from wsol_lightning.data.datasets.split_index import NO_SIZE, SplitIndex
-from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError
+from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,31 @@ def require_files(
         )
 
 
+#: Where a box was read: ``(annotation file, line)``; line ``0`` when the file has no line numbers.
+BoxSource = tuple[str, int]
+
+#: Dropped boxes warned about one by one (``drop_invalid_boxes``); the rest are counted in one warning.
+MAX_DROP_WARNINGS = 20
+
+
+def _box_text(box: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(v)) for v in box) + "]"
+
+
+def invalid_box_problem(box: Sequence[int], image: Path, width: int, height: int) -> str | None:
+    """Why a box cannot be used on its ``width x height`` image, or ``None`` for a usable box.
+
+    A box is unusable when it lies entirely outside the image (no pixel in common with
+    ``[0, W - 1] x [0, H - 1]``) or is empty (``x1 < x0`` or ``y1 < y0``).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 < x0 or y1 < y0:
+        return f"box {_box_text(box)} of image {image} is empty (x1 < x0 or y1 < y0)"
+    if x0 > width - 1 or y0 > height - 1 or x1 < 0 or y1 < 0:
+        return f"box {_box_text(box)} lies entirely outside its image {image} ({width}x{height})"
+    return None
+
+
 def fit_boxes_to_images(
     dataset: str,
     split: str,
@@ -133,22 +158,36 @@ def fit_boxes_to_images(
     boxes: list[list[list[int]]],
     listed_sizes: np.ndarray | None,
     far_edge_rule: bool = False,
+    sources: Sequence[Sequence[BoxSource]] | None = None,
+    drop_invalid: bool = False,
 ) -> np.ndarray:
-    """Read the real size of every annotated image; rescale and clip its boxes in place.
+    """Read the real size of every annotated image; rescale, clip or drop its boxes in place.
 
     * A size in ``image_sizes.txt`` that differs from the image: one warning counting them
       (naming the first few); the boxes are scaled by ``real / listed`` (they were drawn on
       the listed size).
-    * A box outside the image: clipped to ``[0, W - 1] x [0, H - 1]``, one warning counting them.
+    * A box partly outside the image: clipped to ``[0, W - 1] x [0, H - 1]``; one warning counts
+      them and names the first few by annotation file, line and image.
+    * A box entirely outside the image, or empty (``x1 < x0``): a
+      :class:`~wsol_lightning.data.errors.MetadataError` naming the annotation file, the line and the
+      image; with ``drop_invalid`` (the dataset option ``drop_invalid_boxes``) the box is dropped
+      instead, with the same message as a warning.
     * ``far_edge_rule``: boxes made from CUB's ``(x, y, w, h)`` as ``(x, y, x + w, y + h)`` get
       wsolevaluation's ``x1 = min(x + w, W - 1)``, ``y1 = min(y + h, H - 1)`` without a warning.
+
+    Args:
+        sources: ``sources[i][k]``: the :data:`BoxSource` of ``boxes[i][k]`` (``None``: unknown,
+            messages then name the dataset and split instead of a file).
+        drop_invalid: drop unusable boxes with a warning instead of raising.
 
     Returns the real sizes ``int32 [N, 2]`` (width, height); images without boxes and without
     a listed size are not opened (``-1``).
     """
     sizes = np.full((len(image_paths), 2), NO_SIZE, np.int32)
     mismatched: list[str] = []
-    clipped = 0
+    clipped: list[str] = []
+    dropped = 0
+    unknown_source: BoxSource = (f"{dataset}/{split} annotations", 0)
     for i, rel in enumerate(image_paths):
         listed = (
             None
@@ -157,20 +196,38 @@ def fit_boxes_to_images(
         )
         if not boxes[i] and listed is None:
             continue
-        width, height = image_size(image_root / rel)
+        image = image_root / rel
+        width, height = image_size(image)
         sizes[i] = (width, height)
+        written = [list(b) for b in boxes[i]]
         if listed is not None and listed != (width, height):
             mismatched.append(f"{rel} (listed {listed[0]}x{listed[1]}, actual {width}x{height})")
             sx, sy = width / listed[0], height / listed[1]
             boxes[i] = [[int(b[0] * sx), int(b[1] * sy), int(b[2] * sx), int(b[3] * sy)] for b in boxes[i]]
-        for b in boxes[i]:
+        kept = []
+        for k, b in enumerate(boxes[i]):
+            path, line = sources[i][k] if sources is not None else unknown_source
+            problem = invalid_box_problem(b, image, width, height)
+            if problem is not None:
+                if b != written[k]:
+                    problem += f" (written {_box_text(written[k])} for the listed size {listed[0]}x{listed[1]})"
+                if not drop_invalid:
+                    raise MetadataError(
+                        path, line, f"{problem}; fix the line or set data.dataset.drop_invalid_boxes: true"
+                    )
+                dropped += 1
+                if dropped <= MAX_DROP_WARNINGS:
+                    warnings.warn(f"{path}:{line}: {problem}; dropped (drop_invalid_boxes)", stacklevel=2)
+                continue
             if far_edge_rule:
                 b[2], b[3] = min(b[2], width - 1), min(b[3], height - 1)
             fitted = [min(max(b[0], 0), width - 1), min(max(b[1], 0), height - 1)]
             fitted += [min(max(b[2], 0), width - 1), min(max(b[3], 0), height - 1)]
             if fitted != list(b):
-                clipped += 1
+                clipped.append(f"{path}:{line}: {_box_text(b)} -> {_box_text(fitted)} on {image} ({width}x{height})")
                 b[:] = fitted
+            kept.append(b)
+        boxes[i] = kept
     if mismatched:
         warnings.warn(
             f"{dataset}/{split}: {len(mismatched)} image(s) differ in size from image_sizes.txt; their boxes were "
@@ -179,7 +236,14 @@ def fit_boxes_to_images(
         )
     if clipped:
         warnings.warn(
-            f"{dataset}/{split}: {clipped} box(es) extended outside their image and were clipped",
+            f"{dataset}/{split}: {len(clipped)} box(es) extended outside their image and were clipped to it: "
+            f"{'; '.join(clipped[:5])}{f'; ... and {len(clipped) - 5} more' if len(clipped) > 5 else ''}",
+            stacklevel=2,
+        )
+    if dropped > MAX_DROP_WARNINGS:
+        warnings.warn(
+            f"{dataset}/{split}: {dropped} box(es) lay entirely outside their image or were empty and were dropped "
+            f"(drop_invalid_boxes); the first {MAX_DROP_WARNINGS} were named above",
             stacklevel=2,
         )
     return sizes
@@ -305,6 +369,15 @@ class MetadataDatasetSpec(DatasetSpec):
             else ``~/.cache/wsol_lightning``.
         num_val_sample_per_class: keep at most this many val images per class, seeded (0: all;
             wsolevaluation tunes with 10 / 5 / 5 for ILSVRC / CUB / OpenImages).
+        drop_invalid_boxes: a GT box that lies entirely outside its image (or is empty) is dropped
+            with a warning naming the annotation file, its line and the image, instead of being an
+            error with that message. Boxes partly outside are always clipped (with a warning).
+            OpenImages' boxes come from its masks and are always inside.
+
+    Classes come from the data: the labels of the metadata splits (``class_labels.txt`` of
+    ``train``, ``val`` and ``test``: ``max label + 1`` classes), CUB's ``classes.txt`` in the
+    original archive layout, ILSVRC's synset folders in its raw layout; the full datasets give
+    200 / 1000 / 100 classes.
     """
 
     def __init__(
@@ -313,8 +386,10 @@ class MetadataDatasetSpec(DatasetSpec):
         metadata_dir: str | None = None,
         cache_dir: str | None = None,
         num_val_sample_per_class: int = 0,
+        drop_invalid_boxes: bool = False,
     ) -> None:
         self.root = root
         self.metadata_dir = metadata_dir
         self.cache_dir = cache_dir
         self.num_val_sample_per_class = num_val_sample_per_class
+        self.drop_invalid_boxes = drop_invalid_boxes

@@ -10,21 +10,31 @@ Per split directory, comma-separated, no header, no trailing newline required:
   (one line per instance mask; the ignore path only on an image's first line).
 
 Every problem raises :class:`~wsol_lightning.data.errors.MetadataError` with ``file:line``.
+
+Classes come from the data: :func:`metadata_classes` reads the labels of every split present
+(``train``, ``val``, ``test``) and gives ``max label + 1`` classes (labels are used as written;
+ids without any image are named in a warning), with one image id of each class for its name.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from wsol_lightning.data.datasets.image_dataset import fit_boxes_to_images, require_files
-from wsol_lightning.data.datasets.split_index import NO_SIZE, SplitIndex, file_signature
+from wsol_lightning.data.datasets.image_dataset import BoxSource, fit_boxes_to_images, require_files
+from wsol_lightning.data.datasets.split_index import NO_SIZE, IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
+log = logging.getLogger(__name__)
+
 METADATA_FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
+SPLITS = ("train", "val", "test")
 LocalizationKind = Literal["boxes", "masks"]
 
 
@@ -74,14 +84,35 @@ def check_split_dir(
         raise DatasetNotFoundError(dataset, root, missing, how_to)
 
 
+@dataclass
+class ParsedSplit:
+    """One metadata split directory, parsed (see :func:`read_split`)."""
+
+    image_ids: list[str]
+    labels: np.ndarray
+    sizes: np.ndarray
+    boxes: list[list[list[int]]]
+    mask_paths: list[list[str]]
+    ignore_paths: list[str]
+    #: ``box_sources[i][k]``: ``(localization.txt, line)`` of ``boxes[i][k]``.
+    box_sources: list[list[BoxSource]]
+
+
 def parse_split(
-    split_dir: Path, num_classes: int, kind: LocalizationKind
+    split_dir: Path, num_classes: int | None, kind: LocalizationKind
 ) -> tuple[list[str], np.ndarray, np.ndarray, list[list[list[int]]], list[list[str]], list[str]]:
     """Parse one split directory.
 
     Returns image ids, labels ``int64 [N]``, listed sizes ``int32 [N, 2]`` (``-1`` unlisted),
-    per-image boxes, per-image mask paths and per-image ignore paths.
+    per-image boxes, per-image mask paths and per-image ignore paths (:func:`read_split` also
+    gives where every box was read).
     """
+    parsed = read_split(split_dir, num_classes, kind)
+    return parsed.image_ids, parsed.labels, parsed.sizes, parsed.boxes, parsed.mask_paths, parsed.ignore_paths
+
+
+def read_split(split_dir: Path, num_classes: int | None, kind: LocalizationKind) -> ParsedSplit:
+    """Parse one split directory; labels must lie in ``[0, num_classes)`` (``None``: any ``>= 0``)."""
     files = split_files(split_dir)
     image_ids: list[str] = []
     positions: dict[str, int] = {}
@@ -96,8 +127,9 @@ def parse_split(
     path = files["class_labels.txt"]
     for line_number, (image_id, label_text) in read_records(path, 2):
         label = _int_field(path, line_number, label_text, "label")
-        if not 0 <= label < num_classes:
-            raise MetadataError(path, line_number, f"class id {label} out of range [0, {num_classes - 1}]")
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            valid = "[0, ...)" if num_classes is None else f"[0, {num_classes - 1}]"
+            raise MetadataError(path, line_number, f"class id {label} out of range {valid}")
         labels[_known_id(path, line_number, image_id, positions)] = label
     if (labels < 0).any():
         first = int(np.flatnonzero(labels < 0)[0])
@@ -116,6 +148,7 @@ def parse_split(
             sizes[_known_id(path, line_number, image_id, positions)] = (width, height)
 
     boxes: list[list[list[int]]] = [[] for _ in range(n)]
+    box_sources: list[list[BoxSource]] = [[] for _ in range(n)]
     mask_paths: list[list[str]] = [[] for _ in range(n)]
     ignore_paths = [""] * n
     path = files["localization.txt"]
@@ -128,7 +161,9 @@ def parse_split(
                 ]
                 if box[2] < box[0] or box[3] < box[1]:
                     raise MetadataError(path, line_number, f"box {box} has x1 < x0 or y1 < y0")
-                boxes[_known_id(path, line_number, image_id, positions)].append(box)
+                i = _known_id(path, line_number, image_id, positions)
+                boxes[i].append(box)
+                box_sources[i].append((str(path), line_number))
         else:
             for line_number, (image_id, mask_path, ignore_path) in read_records(path, 3):
                 i = _known_id(path, line_number, image_id, positions)
@@ -139,7 +174,7 @@ def parse_split(
                     if ignore_paths[i]:
                         raise MetadataError(path, line_number, f"second ignore mask for {image_id!r}")
                     ignore_paths[i] = ignore_path
-    return image_ids, labels, sizes, boxes, mask_paths, ignore_paths
+    return ParsedSplit(image_ids, labels, sizes, boxes, mask_paths, ignore_paths, box_sources)
 
 
 def build_metadata_index(
@@ -147,9 +182,10 @@ def build_metadata_index(
     split: str,
     image_root: Path,
     split_dir: Path,
-    num_classes: int,
+    num_classes: int | None,
     kind: LocalizationKind,
     how_to: str,
+    drop_invalid_boxes: bool = False,
 ) -> SplitIndex:
     """Parse a split, check every listed file is on disk, fit the boxes to the real image sizes.
 
@@ -158,19 +194,108 @@ def build_metadata_index(
         split: split name used in messages.
         image_root: folder the image ids (and mask paths) are relative to.
         split_dir: the metadata split directory.
-        num_classes: labels must lie in ``[0, num_classes)``.
+        num_classes: labels must lie in ``[0, num_classes)`` (``None``: any ``>= 0``).
         kind: ``boxes`` or ``masks`` localization.
         how_to: how to get missing files (appended to the not-found error).
+        drop_invalid_boxes: drop boxes entirely outside their image with a warning instead of
+            raising (see :func:`~wsol_lightning.data.datasets.image_dataset.fit_boxes_to_images`).
     """
-    image_ids, labels, sizes, boxes, mask_paths, ignore_paths = parse_split(split_dir, num_classes, kind)
-    require_files(dataset, image_root, image_ids, how_to)
+    parsed = read_split(split_dir, num_classes, kind)
+    require_files(dataset, image_root, parsed.image_ids, how_to)
     if kind == "masks":
-        listed = [p for per_image in mask_paths for p in per_image] + [p for p in ignore_paths if p]
+        listed = [p for per_image in parsed.mask_paths for p in per_image] + [p for p in parsed.ignore_paths if p]
         require_files(dataset, image_root, listed, how_to, what="masks")
-        real_sizes = sizes
+        real_sizes = parsed.sizes
     else:
-        real_sizes = fit_boxes_to_images(dataset, split, image_root, image_ids, boxes, sizes)
-    return SplitIndex.build(image_ids, labels, real_sizes, boxes, mask_paths, ignore_paths)
+        real_sizes = fit_boxes_to_images(
+            dataset, split, image_root, parsed.image_ids, parsed.boxes, parsed.sizes,
+            sources=parsed.box_sources, drop_invalid=drop_invalid_boxes,
+        )
+    return SplitIndex.build(
+        parsed.image_ids, parsed.labels, real_sizes, parsed.boxes, parsed.mask_paths, parsed.ignore_paths
+    )
+
+
+@dataclass(frozen=True)
+class MetadataClasses:
+    """The classes of a metadata folder: ``max label + 1`` over its splits.
+
+    Attributes:
+        num_classes: number of classes.
+        example_ids: an image id of every class (the first listed, ``train`` first; ``""`` for an
+            id without any image), from which the datasets take the class names (folders).
+    """
+
+    num_classes: int
+    example_ids: tuple[str, ...]
+
+
+def _class_label_files(metadata: Path) -> list[Path]:
+    return [metadata / s / "class_labels.txt" for s in SPLITS if (metadata / s / "class_labels.txt").is_file()]
+
+
+def _scan_classes(files: list[Path], limit: int | None, limit_source: str) -> SplitIndex:
+    examples: dict[int, str] = {}
+    for path in files:
+        for line_number, (image_id, label_text) in read_records(path, 2):
+            label = _int_field(path, line_number, label_text, "label")
+            if label < 0:
+                raise MetadataError(path, line_number, f"class id {label} out of range [0, ...)")
+            if limit is not None and label >= limit:
+                problem = f"class id {label} out of range [0, {limit - 1}] (the {limit} classes of {limit_source})"
+                raise MetadataError(path, line_number, problem)
+            examples.setdefault(label, image_id)
+    count = max(examples) + 1 if examples else 0
+    return SplitIndex.build([examples.get(c, "") for c in range(count)], list(range(count)))
+
+
+def metadata_classes(
+    dataset: str,
+    metadata: Path,
+    cache: IndexCache | None = None,
+    limit: int | None = None,
+    limit_source: str = "",
+) -> MetadataClasses:
+    """The classes of the metadata splits under ``metadata`` (``<metadata>/{train,val,test}``).
+
+    Every split's ``class_labels.txt`` counts, so all splits of a dataset get the same classes.
+    Labels are used as written: ``max label + 1`` classes; ids without an image in any split are
+    named in a warning (their outputs are never trained). Negative labels, and labels ``>= limit``
+    when the class list is known otherwise (``limit``: how many, ``limit_source``: from where, e.g.
+    ILSVRC's synset folders), raise :class:`MetadataError` naming file and line. The scan is cached
+    in ``cache`` (keyed by the files' sizes and times).
+    """
+    files = _class_label_files(metadata)
+    key = {
+        "dataset": dataset.lower(),
+        "layout": "metadata",
+        "split": "classes",
+        "limit": limit,
+        "files": file_signature(files),
+    }
+
+    def build() -> SplitIndex:
+        return _scan_classes(files, limit, limit_source)
+
+    table = cache.load_or_build(key, build) if cache is not None else build()
+    num_classes = len(table)
+    if num_classes == 0:
+        raise MetadataError(
+            files[0] if files else metadata / "train" / "class_labels.txt", 0, "no labelled image in any split"
+        )
+    examples = tuple(table.image_paths)
+    missing = [c for c, example in enumerate(examples) if not example]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        warnings.warn(
+            f"{dataset}: class ids {shown} have no image in the splits under {metadata} (labels are used as written, "
+            f"so the model gets {num_classes} outputs; renumber the labels 0..K-1 to drop the empty ones)",
+            stacklevel=2,
+        )
+    log.info(
+        "%s: %d classes (labels of %s)", dataset, num_classes, ", ".join(f"{p.parent.name}/{p.name}" for p in files)
+    )
+    return MetadataClasses(num_classes, examples)
 
 
 def metadata_signature(split_dir: Path) -> list[tuple[str, int, int]]:

@@ -4,7 +4,9 @@ Layout: ``root`` = wsolevaluation's ``dataset/OpenImages`` folder holding the im
 (``<split>/<class_id>/<img>.jpg``) and the masks (``<split>/<class_id>/<img>_m<class>_<hash>.png``
 and ``<img>_ignore.png``); metadata in ``metadata_dir`` or ``<root>/metadata/OpenImages`` or
 ``<root>/../../metadata/OpenImages`` (``localization.txt``: ``image_id,mask_path,ignore_path``,
-mask paths relative to ``root``). 100 classes.
+mask paths relative to ``root``). Classes come from the data: ``max label + 1`` over the
+``class_labels.txt`` of the splits (100 for OpenImages30k), each named after its images' class
+folder (``<split>/<class_id>/``).
 
 The sample's ``mask`` is the reference's label map in the original frame: 1 on the union of the
 instance masks (any non-zero pixel), 255 on the ignore region outside it, 0 elsewhere. Masks
@@ -28,12 +30,18 @@ from wsol_lightning.data.datasets.image_dataset import (
     read_binary_mask,
     subsample_per_class,
 )
-from wsol_lightning.data.datasets.metadata import build_metadata_index, check_split_dir, metadata_signature
+from wsol_lightning.data.datasets.metadata import (
+    build_metadata_index,
+    check_split_dir,
+    metadata_classes,
+    metadata_signature,
+)
 from wsol_lightning.data.datasets.split_index import IndexCache
 from wsol_lightning.data.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 
+#: Classes of OpenImages30k (a dataset's own count comes from its data, see the module docstring).
 NUM_CLASSES = 100
 HOW_TO = (
     "Prepare OpenImages30k with wsolevaluation's download script (dataset/OpenImages with images and masks) "
@@ -105,17 +113,19 @@ def build_openimages(
         "split": split,
         "files": metadata_signature(split_dir),
     }
-    index = IndexCache(cache_dir, root).load_or_build(
-        key, lambda: build_metadata_index("OpenImages", split, root, split_dir, NUM_CLASSES, "masks", HOW_TO)
+    cache = IndexCache(cache_dir, root)
+    classes = metadata_classes("OpenImages", metadata, cache)
+    num_classes = classes.num_classes
+    index = cache.load_or_build(
+        key, lambda: build_metadata_index("OpenImages", split, root, split_dir, num_classes, "masks", HOW_TO)
     )
     if split == "val":
         index = subsample_per_class(index, num_val_sample_per_class, seed)
-    names = [str(c) for c in range(NUM_CLASSES)]
-    for path, label in zip(index.image_paths, index.labels):
-        parts = path.split("/")
-        if len(parts) >= 3:
-            names[int(label)] = parts[-2]
-    return OpenImagesDataset(index, root, split, resize_size, crop_size, NUM_CLASSES, names, with_masks=True)
+    names = []
+    for label, example in enumerate(classes.example_ids):
+        parts = example.split("/")
+        names.append(parts[-2] if len(parts) >= 3 else str(label))
+    return OpenImagesDataset(index, root, split, resize_size, crop_size, num_classes, names, with_masks=True)
 
 
 __all__ = ["IGNORE_VALUE", "NUM_CLASSES", "OpenImagesDataset", "build_openimages", "mask_bounding_box"]
