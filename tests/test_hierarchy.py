@@ -125,3 +125,36 @@ def test_unknown_name_and_bad_header(tmp_path: Path) -> None:
     bad.write_text("child,parent\nx,a\n")
     with pytest.raises(HierarchyError, match="header level,name,parent"):
         load_hierarchy(bad)
+
+
+def test_file_errors_name_the_line_of_the_row(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "h.csv", [("top", "a", ""), ("leaf", "x", "a"), ("leaf", "y", "")])
+    with pytest.raises(HierarchyError, match=rf"hierarchy '{path}', line 4: class 'y' at level 'leaf' has no parent"):
+        load_hierarchy(path)
+    path = write_rows(tmp_path / "h.csv", [("top", "a", ""), ("leaf", "x", "a"), ("leaf", "x", "a")])
+    with pytest.raises(HierarchyError, match=r"class name 'x' appears twice \(line 4\)"):
+        load_hierarchy(path)
+
+
+def test_a_spreadsheet_byte_order_mark_and_padded_header_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefflevel, name, parent\r\ntop,a,\r\nleaf,x,a\r\n".encode("utf-8"))
+    assert load_hierarchy(path).class_names == (("a",), ("x",))
+
+
+def test_shipped_hierarchies_are_files_of_the_documented_format() -> None:
+    data = Path(__file__).resolve().parents[1] / "src" / "wsol_lightning" / "hierarchy" / "data"
+    for name in shipped_hierarchies():
+        by_name, by_path = load_hierarchy(name), load_hierarchy(data / f"{name}.csv")
+        assert (by_name.level_names, by_name.class_names, by_name.parents) == (
+            by_path.level_names,
+            by_path.class_names,
+            by_path.parents,
+        )
+    # the README's example for a 10-class CUB-layout set is a valid file
+    readme = (data / "README.md").read_text()
+    example = readme.split("```csv\n", 1)[1].split("```", 1)[0]
+    rows = list(csv.reader(example.splitlines()))
+    assert rows[0] == ["level", "name", "parent"]
+    hierarchy = ClassHierarchy.from_rows([tuple(r) for r in rows[1:]], "readme example")
+    assert hierarchy.level_sizes == (2, 10) and hierarchy.class_names[1][9] == "010.Species_10"

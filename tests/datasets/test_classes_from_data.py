@@ -42,7 +42,8 @@ def test_the_full_cub_keeps_its_200_classes(tmp_path: Path, write) -> None:
     assert dm.num_classes == 200
     names = dm.class_names()
     assert names[0] == "Black_footed_Albatross" and names[199] == "Common_Yellowthroat"
-    original = datamodule(cub_spec(write.cub_original_layout(tmp_path / "CUB_200_2011", folders, train_per_class=1)))
+    base = write.cub_original_layout(tmp_path / "CUB_200_2011", folders, train_per_class=1)
+    original = datamodule(cub_spec(base))
     with pytest.warns(UserWarning, match="no val split"):
         assert original.num_classes == 200
     assert original.class_names() == names
@@ -104,7 +105,9 @@ def test_a_ten_synset_ilsvrc_gives_ten_classes(tmp_path: Path, write) -> None:
         for j in range(2):
             write.image(root / "train" / wnid / f"{wnid}_{j}.JPEG", 8, 8)
     write.image(root / "val" / "ILSVRC2012_val_00000001.JPEG", 8, 8)
-    (root / "LOC_val_solution.csv").write_text(f"ImageId,PredictionString\nILSVRC2012_val_00000001,{wnids[0]} 1 1 5 5\n")
+    (root / "LOC_val_solution.csv").write_text(
+        f"ImageId,PredictionString\nILSVRC2012_val_00000001,{wnids[0]} 1 1 5 5\n"
+    )
     (root / "LOC_train_solution.csv").write_text(
         "ImageId,PredictionString\n" + "".join(f"{w}_0,{w} 1 1 6 6\n" for w in wnids)
     )
@@ -130,5 +133,6 @@ def test_ilsvrc_metadata_names_classes_after_their_train_folders(tmp_path: Path,
     assert test.num_classes == 3 and test.class_names() == ["name 3", "name 7", "name 9"]
     # labels must index the synset folders of train/
     write.lines(root / "metadata" / "ILSVRC" / "test" / "class_labels.txt", [f"{records[0][0]},3"])
-    with pytest.raises(MetadataError, match=r"test/class_labels.txt:1: class id 3 out of range \[0, 2\] \(the 3 classes"):
+    expected = r"test/class_labels.txt:1: class id 3 out of range \[0, 2\] \(the 3 classes of the synset folders"
+    with pytest.raises(MetadataError, match=expected):
         ILSVRC(root=str(root), cache_dir=str(root) + "_cache").build("test", 8, 8, seed=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +148,9 @@ def test_boxes_outside_the_image_are_clipped_with_one_warning(cub_metadata_root:
     assert len(clipped) == 1
     # the warning names the annotation file, the line and the image of every clipped box
     localization = split_dir / "localization.txt"
-    assert f"{localization}:1: [-3, 4, 60, 28] -> [0, 4, 47, 28] on {cub_metadata_root / '001.Albatross/a_0002.jpg'} (48x32)" in clipped[0]
-    assert f"{localization}:2: [5, 6, 25, 45] -> [5, 6, 25, 39] on {cub_metadata_root / '002.Auklet/b_0002.jpg'} (30x40)" in clipped[0]
+    first, second = cub_metadata_root / "001.Albatross/a_0002.jpg", cub_metadata_root / "002.Auklet/b_0002.jpg"
+    assert f"{localization}:1: [-3, 4, 60, 28] -> [0, 4, 47, 28] on {first} (48x32)" in clipped[0]
+    assert f"{localization}:2: [5, 6, 25, 45] -> [5, 6, 25, 39] on {second} (30x40)" in clipped[0]
     assert test.index.boxes_of(0).tolist() == [[0, 4, 47, 28]] and test.index.boxes_of(1).tolist() == [
         [5, 6, 25, 39]
     ]
@@ -188,9 +190,10 @@ def test_invalid_box_of_the_original_layout_names_bounding_boxes_txt(cub_origina
     lines[3] = "4 3.0 31.0 10.0 8.0"  # y = 31 below the 30-px-high image
     path.write_text("\n".join(lines) + "\n")
     image = cub_original_root / "images" / "001.Albatross" / "img_0003.jpg"
-    with pytest.raises(MetadataError, match=rf"bounding_boxes.txt:4: box \[3, 31, 13, 39\] lies entirely outside its image {image} \(40x30\)"):
+    message = f"bounding_boxes.txt:4: box [3, 31, 13, 39] lies entirely outside its image {image} (40x30)"
+    with pytest.raises(MetadataError, match=re.escape(message)):
         cub(cub_original_root, "test")
-    with pytest.warns(UserWarning, match=r"bounding_boxes.txt:4: box \[3, 31, 13, 39\] lies entirely outside .* dropped"):
+    with pytest.warns(UserWarning, match=re.escape(message) + ".*dropped"):
         test = cub(cub_original_root, "test", drop_invalid_boxes=True)  # the box is a train image's
     with pytest.warns(UserWarning, match="no val split"):
         val = cub(cub_original_root, "val", drop_invalid_boxes=True)

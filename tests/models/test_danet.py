@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from helpers import make_batch, tiny_cli_args
 
-from wsol_lightning.cli import run_cli
+from wsol_lightning.cli import main, run_cli
 from wsol_lightning.hierarchy import HierarchyError, load_hierarchy
 from wsol_lightning.models import DANet, get_model
 from wsol_lightning.models.components import BACKBONES
@@ -164,7 +164,7 @@ def test_switches_hda_dda_levels_and_cosine_form() -> None:
 
 
 def test_bad_arguments_name_the_key() -> None:
-    with pytest.raises(HierarchyError, match="but num_classes .* is 5"):
+    with pytest.raises(HierarchyError, match="has 8 classes at its finest level 'class' but num_classes .* is 5"):
         tiny_model(num_classes=5)
     with pytest.raises(HierarchyError, match="but backbone_units has 3 entries"):
         tiny_model(backbone_units=["layer2_1", "layer3_1", "layer4_1"])
@@ -223,3 +223,38 @@ def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
     ):
         assert key in logged, key
     assert logged["test/level1_top1"] == pytest.approx(float(logged["test/cls_top1"]))
+
+
+def write_hierarchy(path: Path, num_classes: int) -> Path:
+    """A two-level hierarchy file: ``num_classes`` classes in two groups (the format of hierarchy/data/README.md)."""
+    lines = ["level,name,parent", "group,small,", "group,large,"]
+    lines += [f"class,c{c},{'small' if c < num_classes // 2 else 'large'}" for c in range(num_classes)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_hierarchy_file_by_path_and_its_class_count_check(tmp_path: Path) -> None:
+    path = write_hierarchy(tmp_path / "five.csv", 5)
+    model = tiny_model(hierarchy=str(path), num_classes=5)
+    assert model.hierarchy.level_sizes == (2, 5) and model.hierarchy.class_names[0] == ("small", "large")
+    with pytest.raises(HierarchyError) as err:
+        tiny_model(hierarchy=str(path), num_classes=8)
+    message = str(err.value)
+    assert f"hierarchy {str(path)!r} has 5 classes at its finest level 'class'" in message
+    assert "num_classes (the data's class count, linked into model.init_args.num_classes) is 8" in message
+    assert "hierarchy/data/README.md" in message and "\n" not in message
+
+
+def test_cli_class_count_mismatch_is_one_line_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # the issue's check: the synthetic hierarchy has 8 classes, the data 5
+    args = tiny_cli_args(CONFIG, str(tmp_path / "five"), "--data.dataset.num_classes", "5")
+    assert main(["fit", *args, "--trainer.fast_dev_run", "true"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1, errors
+    assert "has 8 classes at its finest level 'class'" in errors[0] and "is 5" in errors[0]
+    assert "Namespace(" not in errors[0] and "Expected a" not in errors[0]
+    # a hierarchy file with the data's 5 classes is accepted by path and trains
+    path = write_hierarchy(tmp_path / "five.csv", 5)
+    extra = ["--model.init_args.hierarchy", str(path), "--model.init_args.head_width", "[16, 16]"]
+    cli = run_cli(["fit", *args, *extra, "--model.init_args.num_maps", "2", "--trainer.fast_dev_run", "true"])
+    assert cli.model.hierarchy.level_sizes == (2, 5) and cli.model.num_classes == 5

@@ -13,6 +13,7 @@ from helpers import tiny_cli_args
 from PIL import Image
 
 from wsol_lightning.callbacks import WSOLPredictionWriter
+from wsol_lightning.callbacks.cam_visualizer import label_layout
 from wsol_lightning.callbacks.prediction_writer import (
     PARTIAL_NAME,
     boxes_to_original,
@@ -188,6 +189,12 @@ def test_predict_writes_json_coco_and_pngs_with_boxes_inside_each_image(
         overlay = cv2.imread(str(predicted / record["files"]["overlay"]))
         mask = cv2.imread(str(predicted / record["files"]["mask"]), cv2.IMREAD_UNCHANGED)
         assert overlay.shape == (height, width, 3) and mask.shape == (height, width)
+        # the label (top class and score) is light text on a black box in the top-left corner
+        top = record["top_k"][0]
+        x0, y0, x1, y1 = label_layout(f"{top['name']} {top['score']:.2f}", height, width).box
+        area = overlay[y0 : y1 + 1, x0 : x1 + 1].astype(np.int64)
+        assert x1 < width and y1 < height and (area == area[..., :1]).all()
+        assert np.median(area) <= 10 and area.max() >= 200
         assert set(np.unique(mask)) <= {0, 255}
         assert np.load(predicted / record["files"]["map"]).shape == (32, 32)
     failed = (predicted / "failed.txt").read_text().splitlines()

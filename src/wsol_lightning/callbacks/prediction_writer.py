@@ -7,7 +7,8 @@ its extension kept so ``a.jpg`` and ``a.png`` do not collide):
 ``predictions/<id>.json``       top-k classes (index, name, probability), the threshold used,
                                 boxes of the top-1 class in the original and evaluated frames
 ``maps/<id>.npy``               the normalized map of the top-1 class, float32, evaluated frame
-``overlays/<id>.png``           heatmap, boxes and class name over the original image
+``overlays/<id>.png``           heatmap, boxes and class name (white on a black box, sized to
+                                the image) over the original image
 ``masks/<id>.png``              binary mask (255 where the map is above the threshold),
                                 original frame (``write_masks``)
 ``detections.json``             COCO-style: ``images``, ``categories``, ``annotations`` (boxes
@@ -39,7 +40,14 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from wsol_lightning.callbacks.cam_visualizer import PRED_COLOUR, draw_boxes, overlay_cam, to_rgb_uint8
+from wsol_lightning.callbacks.cam_visualizer import (
+    PRED_COLOUR,
+    draw_boxes,
+    draw_label,
+    line_thickness,
+    overlay_cam,
+    to_rgb_uint8,
+)
 from wsol_lightning.cam import cam_to_boxes, foreground_mask, normalize_cam
 from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.data.datasets.folder import decode_upright_image
@@ -268,14 +276,15 @@ class WSOLPredictionWriter(BasePredictionWriter):
     def _overlay(
         self, picture: np.ndarray, cam: np.ndarray, boxes: np.ndarray, top_class: int, top_score: float
     ) -> np.ndarray:
-        overlay = draw_boxes(overlay_cam(picture, cam), boxes, PRED_COLOUR)
+        """Heatmap, boxes (line width growing with the image) and the label ``<class name> <score>``.
+
+        The label is white on a black box in the top-left corner, sized to the image
+        (:func:`~wsol_lightning.callbacks.cam_visualizer.draw_label`): legible from 32 to 4000 px.
+        """
+        height, width = picture.shape[:2]
+        overlay = draw_boxes(overlay_cam(picture, cam), boxes, PRED_COLOUR, line_thickness(height, width))
         name = self.class_name(top_class) or f"class {top_class}"
-        scale = max(0.3, min(overlay.shape[:2]) / 400)
-        origin = (2, max(10, int(14 * scale * 1.6)))
-        thickness = max(1, int(round(scale)))
-        cv2.putText(overlay, f"{name} {top_score:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2)
-        cv2.putText(overlay, f"{name} {top_score:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
-        return overlay
+        return draw_label(overlay, f"{name} {top_score:.2f}")
 
     # -- end of the run -------------------------------------------------------------------
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

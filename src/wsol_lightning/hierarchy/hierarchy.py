@@ -4,14 +4,18 @@ A hierarchy has ``L`` levels ordered from the coarsest to the finest (DANet on C
 family, species); the finest level is the dataset's label space. Every class below the coarsest
 level has exactly one parent in the level directly above it.
 
-File format (CSV, one row per class, header ``level,name,parent``): levels appear from the
-coarsest to the finest, classes of a level in their index order, and ``parent`` names a class of
-the level above (empty at the coarsest level). Names are unique over the whole file::
+File format (CSV, UTF-8, one row per class, header ``level,name,parent``; the full description
+is ``hierarchy/data/README.md``): levels appear from the coarsest to the finest, classes of a
+level in their index order, and ``parent`` names a class of the level above (empty at the
+coarsest level). Names are unique over the whole file. The finest level's rows are the dataset's
+classes in label order (row ``k`` of the finest level is label ``k``)::
 
     level,name,parent
     order,order_0,
     family,family_0,order_0
     species,001.Black_footed_Albatross,family_0
+
+The shipped hierarchies (``cub``, ``ilsvrc``, ``synthetic``) are files of this format.
 """
 
 from __future__ import annotations
@@ -112,48 +116,62 @@ class ClassHierarchy:
                 f"{num_levels} entries: give one entry per level, coarsest first"
             )
 
-    def check_num_classes(self, num_classes: int, what: str = "num_classes") -> None:
-        """Raise a :class:`HierarchyError` unless the finest level has ``num_classes`` classes."""
+    def check_num_classes(self, num_classes: int, what: str = "num_classes", hint: str = "") -> None:
+        """Raise a :class:`HierarchyError` unless the finest level has ``num_classes`` classes.
+
+        The one-line message names both counts; ``hint`` (e.g. ``"; give ..."``) is appended.
+        """
         if num_classes != self.num_fine_classes:
             raise HierarchyError(
                 f"hierarchy {self.name!r} has {self.num_fine_classes} classes at its finest level "
                 f"{self.level_names[-1]!r} but {what} is {num_classes}: the finest level must be the dataset's labels"
+                f"{hint}"
             )
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_rows(cls, rows: Sequence[tuple[str, str, str]], name: str) -> ClassHierarchy:
-        """Build and validate a hierarchy from ``(level, class name, parent name)`` rows (see module doc)."""
+    def from_rows(
+        cls, rows: Sequence[tuple[str, str, str]], name: str, line_numbers: Sequence[int] | None = None
+    ) -> ClassHierarchy:
+        """Build and validate a hierarchy from ``(level, class name, parent name)`` rows (see module doc).
+
+        ``line_numbers``: the file line of every row (messages then say ``line N``, else ``row N``).
+        """
         if not rows:
             raise HierarchyError(f"hierarchy {name!r} has no classes")
+        place = [f"line {n}" for n in line_numbers] if line_numbers is not None else None
         level_names: list[str] = []
         members: dict[str, list[str]] = {}
         level_of: dict[str, str] = {}
         parent_of: dict[str, str] = {}
+        where: dict[str, str] = {}
         for line, (level, cls_name, parent) in enumerate(rows, start=1):
+            at = place[line - 1] if place is not None else f"row {line}"
             level, cls_name, parent = level.strip(), cls_name.strip(), parent.strip()
             if not level or not cls_name:
                 raise HierarchyError(
-                    f"hierarchy {name!r}, class row {line}: level and name must not be empty"
+                    f"hierarchy {name!r}, class {at}: level and name must not be empty"
                 )
             if cls_name in level_of:
                 raise HierarchyError(
-                    f"hierarchy {name!r}: class name {cls_name!r} appears twice (row {line})"
+                    f"hierarchy {name!r}: class name {cls_name!r} appears twice ({at})"
                 )
             if level not in members:
                 if level_names and level in level_names:
                     raise HierarchyError(
-                        f"hierarchy {name!r}: rows of level {level!r} are not contiguous (row {line})"
+                        f"hierarchy {name!r}: rows of level {level!r} are not contiguous ({at})"
                     )
                 level_names.append(level)
                 members[level] = []
             members[level].append(cls_name)
             level_of[cls_name] = level
             parent_of[cls_name] = parent
+            where[cls_name] = f"hierarchy {name!r}, {at}" if place is not None else f"hierarchy {name!r}"
         for cls_name, parent in parent_of.items():
             if parent and parent not in level_of:
                 raise HierarchyError(
-                    f"hierarchy {name!r}: class {cls_name!r} names parent {parent!r}, which is not a class of the hierarchy"
+                    f"{where[cls_name]}: class {cls_name!r} names parent {parent!r}, which is not a class of the "
+                    "hierarchy"
                 )
         _check_no_cycle(parent_of, name)
         root = level_names[0]
@@ -165,7 +183,7 @@ class ClassHierarchy:
                 if depth == 0:
                     if parent:
                         raise HierarchyError(
-                            f"hierarchy {name!r}: class {cls_name!r} of the coarsest level {root!r} has parent "
+                            f"{where[cls_name]}: class {cls_name!r} of the coarsest level {root!r} has parent "
                             f"{parent!r}; classes of the coarsest level have none"
                         )
                     indices.append(-1)
@@ -173,13 +191,13 @@ class ClassHierarchy:
                 above = level_names[depth - 1]
                 if not parent:
                     raise HierarchyError(
-                        f"hierarchy {name!r}: class {cls_name!r} at level {level!r} has no parent; every class below "
-                        f"the coarsest level {root!r} needs one at level {above!r}"
+                        f"{where[cls_name]}: class {cls_name!r} at level {level!r} has no parent; every class "
+                        f"below the coarsest level {root!r} needs one at level {above!r}"
                     )
                 if level_of[parent] != above:
                     raise HierarchyError(
-                        f"hierarchy {name!r}: parent {parent!r} of class {cls_name!r} (level {level!r}) is at level "
-                        f"{level_of[parent]!r}; it must be at the level directly above, {above!r}"
+                        f"{where[cls_name]}: parent {parent!r} of class {cls_name!r} (level {level!r}) is at "
+                        f"level {level_of[parent]!r}; it must be at the level directly above, {above!r}"
                     )
                 indices.append(members[above].index(parent))
             parents.append(tuple(indices))
@@ -224,18 +242,23 @@ class ClassHierarchy:
     def from_csv(cls, path: str | Path) -> ClassHierarchy:
         """Read a hierarchy file (see the module docstring for the format)."""
         path = Path(path)
-        with path.open(newline="") as handle:
+        rows, lines = [], []
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(handle)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != CSV_FIELDS:
+            fieldnames = [f.strip() for f in reader.fieldnames] if reader.fieldnames is not None else None
+            if fieldnames is None or tuple(fieldnames) != CSV_FIELDS:
                 raise HierarchyError(
                     f"hierarchy file {str(path)!r} must have the header {','.join(CSV_FIELDS)}, got {reader.fieldnames}"
                 )
-            rows = [(r["level"] or "", r["name"] or "", r["parent"] or "") for r in reader]
-        return cls.from_rows(rows, str(path))
+            reader.fieldnames = fieldnames
+            for r in reader:
+                rows.append((r["level"] or "", r["name"] or "", r["parent"] or ""))
+                lines.append(reader.line_num)
+        return cls.from_rows(rows, str(path), lines)
 
     def to_csv(self, path: str | Path) -> None:
         """Write the hierarchy in the file format read by :meth:`from_csv`."""
-        with Path(path).open("w", newline="") as handle:
+        with Path(path).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(CSV_FIELDS)
             for depth, level in enumerate(self.level_names):

@@ -303,7 +303,8 @@ def build_cub(
             )
         names = _original_classes(original, everything)
         num_classes = len(names)
-        log.info("CUB: %d classes (%s)", num_classes, original / "classes.txt")
+        source = original / ("classes.txt" if (original / "classes.txt").is_file() else "image_class_labels.txt")
+        log.info("CUB: %d classes (%s)", num_classes, source)
         index = everything.subset(np.flatnonzero(rows))
     else:
         looked_for = [c / "train" / "image_ids.txt" for c in _metadata_candidates(root, metadata_dir)]

@@ -29,7 +29,9 @@ class DANet(WSOLModule):
 
     Args:
         hierarchy: class hierarchy: a shipped name (``cub``, ``ilsvrc``, ``synthetic``,
-            ``synthetic:<classes>:<groups>``) or a CSV file; its finest level must have ``num_classes``.
+            ``synthetic:<classes>:<groups>``) or the path of a hierarchy file (CSV ``level,name,parent``,
+            format in ``wsol_lightning/hierarchy/data/README.md``; relative to the working directory);
+            its finest level must have the data's ``num_classes`` classes, in label order.
         levels: hierarchy levels to use, coarsest first, the finest included (``None``: all).
         hda: hierarchical divergent activation; ``False`` keeps the finest level only.
         dda: discrepant divergent activation: the cosine loss over the GT class's K maps.
@@ -74,7 +76,12 @@ class DANet(WSOLModule):
     def _resolve_hierarchy(self) -> ClassHierarchy:
         hp = self.hparams
         hierarchy = load_hierarchy(hp.hierarchy)
-        hierarchy.check_num_classes(hp.num_classes, "num_classes (model.init_args.num_classes)")
+        hierarchy.check_num_classes(
+            hp.num_classes,
+            "num_classes (the data's class count, linked into model.init_args.num_classes)",
+            hint=f"; give model.init_args.hierarchy a hierarchy file whose finest level lists the data's "
+            f"{hp.num_classes} classes in label order (format: wsol_lightning/hierarchy/data/README.md)",
+        )
         if not hp.hda:
             if hp.levels is not None and len(hp.levels) > 1:
                 raise ConfigError(f"hda: false uses the finest level only, but levels is {hp.levels}")
