@@ -47,7 +47,7 @@ def draw_boxes(
 
 def line_thickness(height: int, width: int) -> int:
     """Box line width that stays visible on large images: 1 px up to 500 px, then 1 px per 500 px."""
-    return max(1, int(round(min(height, width) / 500)))
+    return max(1, round(min(height, width) / 500))
 
 
 LABEL_FONT = cv2.FONT_HERSHEY_DUPLEX  # double strokes: solid white even 7 px tall
@@ -88,9 +88,9 @@ class LabelLayout(NamedTuple):
 
 def _label_extent(text: str, scale: float) -> tuple[int, int, int, int, int]:
     """``(box width, box height, padding, text height, thickness)`` of ``text`` at ``scale``."""
-    thickness = max(1, int(round(scale * 1.4)))
+    thickness = max(1, round(scale * 1.4))
     (text_w, text_h), baseline = cv2.getTextSize(text, LABEL_FONT, scale, thickness)
-    pad = max(2, int(round(text_h * 0.25))) + thickness // 2
+    pad = max(2, round(text_h * 0.25)) + thickness // 2
     return text_w + 2 * pad, text_h + baseline + 2 * pad, pad, text_h, thickness
 
 
