@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["WANDB_SILENT"] = "true"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# No test reads the user's Hugging Face cache (timm weights) or reaches the network for it.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="wsol_hf_home_")
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,7 +1,9 @@
 """`test` on 2 DDP processes gives exactly the metrics of 1 process (every image counted once).
 
 Evaluation batches hold one image so the forward pass is bit-identical however the images are
-sharded (CPU convolutions may round differently for different batch compositions).
+sharded (CPU convolutions may round differently for different batch compositions), and every
+process uses one thread (the depthwise convolutions of EfficientNet pick different kernels, which
+round differently, for different thread counts; DDP on CPU divides the threads among processes).
 
 Run as subprocesses of the CLI: Lightning's ddp inside a multi-test pytest run re-executes pytest.
 """
@@ -29,7 +31,7 @@ def run_test(tmp_path: Path, ckpt: Path, devices: int) -> dict[str, float]:
         "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", str(out),
         "--ckpt_path", str(ckpt),
     ]
-    env = {**os.environ, "PYTHONPATH": "src", "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": "src", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "wsol_lightning", *args], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

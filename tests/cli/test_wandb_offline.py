@@ -108,9 +108,9 @@ def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Pa
     assert len(sorted(tmp_path.rglob("cam_images/epoch_000/*.png"))) == 3
 
     tags, group, config = _run_record(run)
-    assert tags == ["smoke", "cam", "resnet18", "synthetic"] and group == "cam"
-    assert (config["method"], config["backbone"], config["dataset"]) == ("cam", "resnet18", "synthetic")
-    assert config["cli"]["model"]["init_args"]["lr"] == 0.001  # the resolved config, not just hparams
+    assert tags == ["smoke", "cam", "efficientnet_lite0", "synthetic"] and group == "cam"
+    assert (config["method"], config["backbone"], config["dataset"]) == ("cam", "efficientnet_lite0", "synthetic")
+    assert config["cli"]["model"]["init_args"]["lr"] == 0.005  # the resolved config, not just hparams
     tables = {p.name.split("_")[0] + "/" + p.parent.name: json.loads(p.read_text())
               for p in run.rglob("media/table/*/*.table.json")}
     for stage in ("val", "test"):
@@ -121,12 +121,12 @@ def test_offline_run_leaves_a_run_directory_with_metrics_and_images(tmp_path: Pa
         assert gallery["columns"] == ["image", "label", "gt_boxes", "pred_box", "iou"]
         assert len(gallery["data"]) == 8 and all(0 <= row[4] <= 1 for row in gallery["data"])
     summary = tables["summary/test"]
-    assert summary["data"][0][:3] == ["cam", "resnet18", "synthetic"]
+    assert summary["data"][0][:3] == ["cam", "efficientnet_lite0", "synthetic"]
     maxboxacc = summary["data"][0][summary["columns"].index("test/maxboxacc_v2")]
 
     summary = read_summary(tmp_path)  # what `wsol compare` reads back
     assert (summary["run"]["method"], summary["run"]["backbone"], summary["run"]["dataset"]) == (
-        "cam", "resnet18", "synthetic")
+        "cam", "efficientnet_lite0", "synthetic")
     assert summary["run"]["wandb_id"] == run.name.rsplit("-", 1)[-1]
     assert abs(summary["test"]["metrics"]["test/maxboxacc_v2"] - maxboxacc) < 1e-6
 

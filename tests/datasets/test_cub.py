@@ -13,11 +13,7 @@ import torch
 from wsol_lightning.data import CUB, ILSVRC, OpenImages
 from wsol_lightning.data.datasets.base import DatasetSpec
 from wsol_lightning.data.datasets.cub import build_cub
-from wsol_lightning.data.errors import (
-    CorruptImageError,
-    DatasetNotFoundError,
-    MetadataError,
-)
+from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError, MetadataError
 
 
 def cub(root, split, **kw):

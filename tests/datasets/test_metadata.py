@@ -7,10 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsol_lightning.data.datasets.image_dataset import (
-    MAX_DROP_WARNINGS,
-    fit_boxes_to_images,
-)
+from wsol_lightning.data.datasets.image_dataset import MAX_DROP_WARNINGS, fit_boxes_to_images
 from wsol_lightning.data.datasets.metadata import parse_split
 from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, StringTable
 from wsol_lightning.data.errors import MetadataError

@@ -10,7 +10,7 @@ from helpers import make_batch, tiny_cli_args
 from wsol_lightning.cli import run_cli
 from wsol_lightning.export import ExportableWSOL
 from wsol_lightning.models import SPA, available_models
-from wsol_lightning.models.components import BACKBONES, gather_class_maps
+from wsol_lightning.models.components import BACKBONES, build_backbone, gather_class_maps
 from wsol_lightning.models.spa import (
     SelfCorrelationGenerator,
     SPANet,
@@ -122,7 +122,7 @@ def test_switches_scg_off_one_block_and_correlation_modes() -> None:
             model = SPA(num_classes=3, backbone="resnet18", scg_mode=mode).eval()
             _, maps = model.model.localize(images, classes)[:2]
         assert torch.isfinite(maps).all()
-    assert default_scg_taps("vgg16", large_feature_map=True) == ("conv4", "conv5")
+    assert default_scg_taps(build_backbone("vgg16", large_feature_map=True)) == ("conv4", "conv5")
     assert SPANet("vgg16", 2, head="cam").scg_taps == ("pool4", "conv5")
 
 

@@ -30,7 +30,6 @@ the COCO file and ``failed.txt`` are merged on rank 0 from per-rank partial file
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -166,15 +165,15 @@ class WSOLPredictionWriter(BasePredictionWriter):
         self._class_names = datamodule.class_names() if hasattr(datamodule, "class_names") else None
         if self.threshold is not None:
             self._threshold_used, self._threshold_source = self.threshold, "argument"
-        elif math.isnan(float(pl_module.cam_threshold)):
-            warnings.warn(
-                "the checkpoint holds no validation CAM threshold (no validation ran); boxes use 0.5. "
-                "Pass the writer's threshold to choose one.",
-                stacklevel=2,
-            )
-            self._threshold_used, self._threshold_source = pl_module.current_cam_threshold(), "default"
         else:
-            self._threshold_used, self._threshold_source = pl_module.current_cam_threshold(), "validation"
+            self._threshold_used = pl_module.current_cam_threshold()
+            self._threshold_source = pl_module.cam_threshold_source()
+            if self._threshold_source == "default":
+                warnings.warn(
+                    "the checkpoint holds no validation CAM threshold (no validation ran); boxes use 0.5. "
+                    "Pass the writer's threshold to choose one.",
+                    stacklevel=2,
+                )
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def class_name(self, index: int) -> str | None:

@@ -113,7 +113,7 @@ class WSOLDataModule(pl.LightningDataModule):
     @property
     def num_classes(self) -> int:
         """Number of classes (linked into the model's ``num_classes`` by the CLI)."""
-        return self.get_dataset("val").num_classes
+        return len(self.class_names())
 
     @property
     def provided_fields(self) -> frozenset[str]:
@@ -131,7 +131,9 @@ class WSOLDataModule(pl.LightningDataModule):
         return self.get_dataset("train").num_attributes if self.dataset.attributes else 0
 
     def class_names(self) -> list[str]:
-        return self.get_dataset("val").class_names()
+        """The class names, index order (the dataset spec's, or its val split's)."""
+        names = self.dataset.class_names()
+        return names if names is not None else self.get_dataset("val").class_names()
 
     def setup(self, stage: str) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self._predict_split]}[stage]

@@ -88,6 +88,8 @@ class WSOLModule(pl.LightningModule):
             map is still the one of ``label``. Only methods with ``supports_multilabel`` accept it.
         evaluation_overlap: run the metric updates of a batch on a worker thread while the next
             batch's forward runs (identical values; ``false``: in the evaluation step).
+        initial_cam_threshold: the CAM threshold of ``predict`` boxes until a validation chooses one
+            (``None``: 0.5; ``experiments/imagenet_cam.yaml``: 0.2, the classic CAM value).
     """
 
     #: Whether the method's losses read multi-hot targets (``multilabel``).
@@ -112,6 +114,7 @@ class WSOLModule(pl.LightningModule):
         multi_contour: bool = True,
         multilabel: bool = False,
         evaluation_overlap: bool = True,
+        initial_cam_threshold: float | None = None,
     ) -> None:
         super().__init__()
         require(bias_lr_multiplier > 0, "bias_lr_multiplier", "positive", bias_lr_multiplier)
@@ -123,7 +126,8 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model: LocalizationNetwork = self.build_model()
-        self.register_buffer("cam_threshold", torch.tensor(float("nan"), dtype=torch.float64))
+        initial = float("nan") if initial_cam_threshold is None else initial_cam_threshold
+        self.register_buffer("cam_threshold", torch.tensor(initial, dtype=torch.float64))
         self.evaluators = nn.ModuleDict()
         self._box_accuracy_curves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -270,9 +274,17 @@ class WSOLModule(pl.LightningModule):
 
     # -- evaluation -----------------------------------------------------------------------
     def current_cam_threshold(self) -> float:
-        """The CAM threshold chosen on validation (0.5 before the first validation epoch)."""
+        """The CAM threshold chosen on validation (before the first validation epoch:
+        ``initial_cam_threshold``, else 0.5)."""
         value = float(self.cam_threshold)
         return 0.5 if math.isnan(value) else value
+
+    def cam_threshold_source(self) -> Literal["validation", "initial_cam_threshold", "default"]:
+        """Where :meth:`current_cam_threshold` comes from."""
+        value = float(self.cam_threshold)
+        if math.isnan(value):
+            return "default"
+        return "initial_cam_threshold" if value == self.hparams.initial_cam_threshold else "validation"
 
     @torch.no_grad()
     def evaluation_maps(self, batch: WSOLBatch) -> tuple[torch.Tensor, np.ndarray]:

@@ -9,6 +9,7 @@
 ``ILSVRC``                ILSVRC 2012 (class folders + XML/CSV boxes, or wsolevaluation metadata)
 ``OpenImages``            OpenImages30k masks (wsolevaluation)
 ``MRI``                   brain-tumour MRI slices (LGG, slice folders, BraTS NIfTI)
+``ImageNetClasses``       the 1000 ImageNet class names, no images (``predict`` on a folder)
 ========================= =====================================================================
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from wsol_lightning.data.datasets.base import DatasetSpec, RawSample, WSOLDataset
 from wsol_lightning.data.datasets.cub import CUB
 from wsol_lightning.data.datasets.ilsvrc import ILSVRC
+from wsol_lightning.data.datasets.imagenet_classes import ImageNetClasses
 from wsol_lightning.data.datasets.mri import MRI
 from wsol_lightning.data.datasets.openimages import OpenImages
 from wsol_lightning.data.datasets.synthetic import Synthetic, SyntheticDataset, SyntheticGenerator
@@ -31,6 +33,7 @@ __all__ = [
     "ILSVRC",
     "MRI",
     "DatasetSpec",
+    "ImageNetClasses",
     "OpenImages",
     "RawSample",
     "Synthetic",

@@ -95,6 +95,10 @@ class DatasetSpec:
     #: Whether training samples carry per-image ``attributes`` (I2C's attribute level).
     attributes: bool = False
 
+    def class_names(self) -> list[str] | None:
+        """The class names when the spec knows them without reading a split (``None``: the val split says)."""
+        return None
+
     def build(self, split: str, resize_size: int, crop_size: int, seed: int) -> WSOLDataset:
         """One split in the batch format.
 

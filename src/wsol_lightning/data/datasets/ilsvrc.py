@@ -52,11 +52,7 @@ from wsol_lightning.data.datasets.metadata import (
     metadata_classes,
     metadata_signature,
 )
-from wsol_lightning.data.datasets.split_index import (
-    IndexCache,
-    SplitIndex,
-    file_signature,
-)
+from wsol_lightning.data.datasets.split_index import IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wsol_lightning.data.datasets.base import DatasetSpec, RawSample, WSOLDataset
 from wsol_lightning.data.datasets.split_index import NO_SIZE, SplitIndex
-from wsol_lightning.data.errors import (
-    CorruptImageError,
-    DatasetNotFoundError,
-    MetadataError,
-)
+from wsol_lightning.data.errors import CorruptImageError, DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)
 

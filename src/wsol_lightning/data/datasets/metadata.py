@@ -27,17 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from wsol_lightning.data.datasets.image_dataset import (
-    BoxSource,
-    fit_boxes_to_images,
-    require_files,
-)
-from wsol_lightning.data.datasets.split_index import (
-    NO_SIZE,
-    IndexCache,
-    SplitIndex,
-    file_signature,
-)
+from wsol_lightning.data.datasets.image_dataset import BoxSource, fit_boxes_to_images, require_files
+from wsol_lightning.data.datasets.split_index import NO_SIZE, IndexCache, SplitIndex, file_signature
 from wsol_lightning.data.errors import DatasetNotFoundError, MetadataError
 
 log = logging.getLogger(__name__)

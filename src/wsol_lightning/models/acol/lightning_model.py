@@ -32,6 +32,7 @@ class ACoL(WSOLModule):
         head_init: init of the heads' convs: ``None`` = the code bases' choice (He on ResNet as
             wsolevaluation, Xavier otherwise); ``"xavier"`` or ``"he"`` to force one. He's fan-out
             init of the final 1x1 conv gives very large initial logits when there are few classes.
+        head_width: channels of each classifier's two 3x3 convs (paper: 1024).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -42,6 +43,7 @@ class ACoL(WSOLModule):
         feature_smoothing: bool | None = None,
         vgg_pooling: VGGPooling = "acol",
         head_init: Literal["xavier", "he"] | None = None,
+        head_width: int = 1024,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -31,7 +31,7 @@ class ACoLOutput(NamedTuple):
 
 
 class ACoLClassifier(nn.Module):
-    """Class-map head (ACoL §3): Conv3x3(K->1024)+ReLU, Conv3x3(1024->1024)+ReLU, Conv1x1(1024->C).
+    """Class-map head (ACoL §3): Conv3x3(K->W)+ReLU, Conv3x3(W->W)+ReLU, Conv1x1(W->C), ``W = width`` (paper 1024).
 
     The 1x1 conv before GAP *is* the CAM (GAP and a linear layer commute, ACoL §3.1), so the class
     maps come out of the forward pass and the logits are their spatial mean.
@@ -39,18 +39,21 @@ class ACoLClassifier(nn.Module):
     Args:
         in_channels: channels of the backbone feature.
         num_classes: number of classes.
+        width: channels of the two 3x3 convs (paper: 1024).
         init: ``"xavier"`` (official ACoL code; wsolevaluation's VGG/Inception) or ``"he"``
             (wsolevaluation's ResNet), biases zero.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, init: Literal["xavier", "he"] = "xavier") -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, init: Literal["xavier", "he"] = "xavier", width: int = 1024
+    ) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, 1024, 3, padding=1),
+            nn.Conv2d(in_channels, width, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(1024, 1024, 3, padding=1),
+            nn.Conv2d(width, width, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(1024, num_classes, 1),
+            nn.Conv2d(width, num_classes, 1),
         )
         for conv in self.layers:
             if isinstance(conv, nn.Conv2d):
@@ -96,14 +99,14 @@ class ACoLNet(LocalizationNetwork):
 
     Args:
         backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
-        foreground_threshold, erasing, feature_smoothing, vgg_pooling, head_init: see
+        foreground_threshold, erasing, feature_smoothing, vgg_pooling, head_init, head_width: see
             :class:`~wsol_lightning.models.acol.ACoL`.
     """
 
     def __init__(
         self, backbone: Backbone | str, num_classes: int, foreground_threshold: float = 0.6, erasing: bool = True,
         feature_smoothing: bool | None = None, vgg_pooling: VGGPooling = "acol",
-        head_init: Literal["xavier", "he"] | None = None,
+        head_init: Literal["xavier", "he"] | None = None, head_width: int = 1024,
     ) -> None:
         super().__init__()
         require(0.0 < foreground_threshold <= 1.0, "foreground_threshold", "in (0, 1]", foreground_threshold)
@@ -119,8 +122,8 @@ class ACoLNet(LocalizationNetwork):
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
         channels = self.backbone.out_channels
         init = head_init or ("he" if name.startswith("resnet") else "xavier")
-        self.classifier = ACoLClassifier(channels, num_classes, init)
-        self.classifier_erased = ACoLClassifier(channels, num_classes, init)
+        self.classifier = ACoLClassifier(channels, num_classes, init, head_width)
+        self.classifier_erased = ACoLClassifier(channels, num_classes, init, head_width)
 
     def _use_acol_vgg_pools(self, large_feature_map: bool) -> None:
         units = self.backbone.units

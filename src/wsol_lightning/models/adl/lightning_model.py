@@ -31,6 +31,8 @@ class ADL(WSOLModule):
             default 0.8).
         draw: ``"batch"``: one draw per layer per step for the whole batch (official);
             ``"sample"``: one per image (a variant).
+        pretrained_classifier: start the classifier from the pretrained backbone's ImageNet classifier
+            (see :class:`~wsol_lightning.models.cam.CAM`; wsolevaluation keeps it for ILSVRC ResNet50).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -40,6 +42,7 @@ class ADL(WSOLModule):
         apply_prob: float = 0.75,
         foreground_threshold: float = 0.9,
         draw: DrawMode = "batch",
+        pretrained_classifier: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -23,7 +23,11 @@ DEFAULT_ADL_POSITIONS: dict[str, tuple[str, ...]] = {
     "resnet18": ("layer3_0", "layer4_0", "layer4_1"),
     # after Mixed_5d (before the extra 14x14 pool), Mixed_6e, and the 2nd added 1024-ch conv
     "inception_v3": ("Mixed_5d", "Mixed_6e", NECK_POSITION),
+    # ours: after the last stride-16 stage, the dilated stage and the 1x1 head conv's BN
+    "efficientnet_lite0": ("blocks_4", "blocks_5", "bn2"),
 }
+#: Positions on backbones the table does not list (``timm/<name>``): the last three units.
+DEFAULT_POSITION_COUNT = 3
 
 
 class ADLNet(CAMNet):
@@ -36,7 +40,8 @@ class ADLNet(CAMNet):
 
     Args:
         backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
-        backbone_units, apply_prob, foreground_threshold, draw: see :class:`~wsol_lightning.models.adl.ADL`.
+        backbone_units, apply_prob, foreground_threshold, draw, pretrained_classifier: see
+            :class:`~wsol_lightning.models.adl.ADL`.
     """
 
     def __init__(
@@ -47,10 +52,12 @@ class ADLNet(CAMNet):
         apply_prob: float = 0.75,
         foreground_threshold: float = 0.9,
         draw: DrawMode = "batch",
+        pretrained_classifier: bool = False,
     ) -> None:
-        super().__init__(backbone, num_classes)
+        super().__init__(backbone, num_classes, pretrained_classifier)
         name = self.backbone.name
-        positions = list(DEFAULT_ADL_POSITIONS[name] if backbone_units is None else backbone_units)
+        default = DEFAULT_ADL_POSITIONS.get(name) or self.backbone.last_units(DEFAULT_POSITION_COUNT)
+        positions = list(default if backbone_units is None else backbone_units)
         if not positions:
             raise ConfigError("backbone_units is empty; name at least one backbone unit or 'neck'")
         unknown = set(positions) - set(self.backbone.unit_names) - {NECK_POSITION}

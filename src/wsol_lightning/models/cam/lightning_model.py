@@ -18,12 +18,15 @@ class CAM(WSOLModule):
     soft margin on the multi-hot targets instead (:meth:`WSOLModule.classification_loss`).
 
     Args:
+        pretrained_classifier: start the classifier from the pretrained backbone's own ImageNet
+            classifier (1000 classes; wsolevaluation keeps it for ILSVRC ResNet50, and it makes the
+            untrained ImageNet CAM of ``experiments/imagenet_cam.yaml``).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
     supports_multilabel = True
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, pretrained_classifier: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
 
     def build_model(self) -> CAMNet:

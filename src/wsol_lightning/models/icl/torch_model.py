@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsol_lightning.errors import ConfigError
-from wsol_lightning.models.adl.torch_model import DEFAULT_ADL_POSITIONS, NECK_POSITION
+from wsol_lightning.models.adl.torch_model import DEFAULT_ADL_POSITIONS, DEFAULT_POSITION_COUNT, NECK_POSITION
 from wsol_lightning.models.cam.torch_model import CAMNet
 from wsol_lightning.models.components import Backbone
 from wsol_lightning.models.components.adl import (
@@ -192,7 +192,8 @@ class ICLNet(CAMNet):
         draw: DrawMode = "batch",
     ) -> None:
         super().__init__(backbone, num_classes)
-        positions = list(DEFAULT_ICL_POSITIONS[self.backbone.name] if backbone_units is None else backbone_units)
+        default = DEFAULT_ICL_POSITIONS.get(self.backbone.name) or self.backbone.last_units(DEFAULT_POSITION_COUNT)
+        positions = list(default if backbone_units is None else backbone_units)
         self._validate(positions, contrastive_units, embedding_dim,
                        non_local_reduction, apply_prob, foreground_threshold, background_threshold, threshold_reference, draw)
         self.attention_units = tuple(p for p in self._forward_order() if p in positions)

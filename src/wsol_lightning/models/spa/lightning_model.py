@@ -25,8 +25,9 @@ class SPA(WSOLModule):
     Defaults are the CUB scripts of the official code (see ``models/spa/README.md``).
 
     Args:
-        head: ``spa`` (SPA's conv3x3-1024, conv3x3-1024, conv1x1 head) or ``cam`` (the CAM
-            baseline's network, to isolate RAM and SCG).
+        head: ``spa`` (SPA's conv3x3, conv3x3, conv1x1 head) or ``cam`` (the CAM baseline's network,
+            to isolate RAM and SCG).
+        head_width: channels of the ``spa`` head's 3x3 convs (paper: 1024).
         ram: use the Restricted Activation Module loss (ablation: off).
         ram_weight: ``lambda_RA`` (CUB and ILSVRC scripts: 0.5).
         ram_start_epoch: first 0-based epoch with the RAM loss (warm-up; CUB 20, ILSVRC 5).
@@ -63,6 +64,7 @@ class SPA(WSOLModule):
     def __init__(
         self,
         head: HeadName = "spa",
+        head_width: int = 1024,
         ram: bool = True,
         ram_weight: float = 0.5,
         ram_start_epoch: int = 20,
@@ -113,7 +115,7 @@ class SPA(WSOLModule):
             cross_image=hp.scg_cross_image,
         )
         return SPANet(
-            self.build_backbone(), hp.num_classes, hp.head, hp.backbone_units, generator, use_scg=hp.scg
+            self.build_backbone(), hp.num_classes, hp.head, hp.backbone_units, generator, use_scg=hp.scg, head_width=hp.head_width
         )
 
     def configure_metrics(self) -> dict[str, Metric]:

@@ -34,17 +34,18 @@ DEFAULT_SCG_TAPS: dict[str, tuple[str, str]] = {
     "resnet50": ("layer3_5", "layer4_2"),
     "resnet18": ("layer3_1", "layer4_1"),
     "inception_v3": ("Mixed_6d", "Mixed_6e"),
+    "efficientnet_lite0": ("blocks_5", "bn2"),
 }
 
 HeadName = Literal["spa", "cam"]
 
 
-def default_scg_taps(backbone: str, large_feature_map: bool = False) -> tuple[str, ...]:
-    """The two SCG blocks of a backbone (VGG16 at 28x28 has no pool4: its conv4 block is tapped)."""
-    taps = DEFAULT_SCG_TAPS[backbone]
-    if backbone == "vgg16" and large_feature_map:
+def default_scg_taps(backbone: Backbone) -> tuple[str, ...]:
+    """The two SCG blocks of a backbone (VGG16 at 28x28 has no pool4: its conv4 block is tapped; a
+    backbone the table does not list: its last two units)."""
+    if backbone.name == "vgg16" and backbone.large_feature_map:
         return ("conv4", "conv5")
-    return taps
+    return DEFAULT_SCG_TAPS.get(backbone.name) or backbone.last_units(2)
 
 
 class SPAOutput(NamedTuple):
@@ -53,14 +54,14 @@ class SPAOutput(NamedTuple):
     blocks: tuple[torch.Tensor, ...]  # SCG feature blocks [B, K_b, h, w], in scg_taps order
 
 
-def _spa_head(in_channels: int, num_classes: int) -> nn.Sequential:
-    """SPA's ``cls``: conv3x3 1024 + ReLU, conv3x3 1024 + ReLU, conv1x1 C (Xavier-uniform, zero bias)."""
+def _spa_head(in_channels: int, num_classes: int, width: int = 1024) -> nn.Sequential:
+    """SPA's ``cls``: conv3x3 W + ReLU, conv3x3 W + ReLU, conv1x1 C (Xavier-uniform, zero bias; paper W = 1024)."""
     head = nn.Sequential(
-        nn.Conv2d(in_channels, 1024, 3, padding=1),
+        nn.Conv2d(in_channels, width, 3, padding=1),
         nn.ReLU(inplace=True),
-        nn.Conv2d(1024, 1024, 3, padding=1),
+        nn.Conv2d(width, width, 3, padding=1),
         nn.ReLU(inplace=True),
-        nn.Conv2d(1024, num_classes, 1),
+        nn.Conv2d(width, num_classes, 1),
     )
     for module in head:
         if isinstance(module, nn.Conv2d):
@@ -234,6 +235,7 @@ class SPANet(LocalizationNetwork):
         backbone_units: backbone units whose outputs feed SCG (``None``: :func:`default_scg_taps`).
         generator: the SCG settings (``None``: :class:`SelfCorrelationGenerator` defaults).
         use_scg: the localization map is SCG's (``False``: the raw CAM ``A_c``).
+        head_width: channels of the ``spa`` head's 3x3 convs (paper: 1024).
     """
 
     def __init__(
@@ -244,17 +246,18 @@ class SPANet(LocalizationNetwork):
         backbone_units: Sequence[str] | None = None,
         generator: SelfCorrelationGenerator | None = None,
         use_scg: bool = True,
+        head_width: int = 1024,
     ) -> None:
         super().__init__()
         self.backbone = as_backbone(backbone)
         name = self.backbone.name
         if head == "spa":
-            self.head = _spa_head(self.backbone.out_channels, num_classes)
+            self.head = _spa_head(self.backbone.out_channels, num_classes, head_width)
         elif head == "cam":
             self.head = _cam_head(name, self.backbone.out_channels, num_classes)
         else:
             raise ConfigError(f"head must be 'spa' or 'cam', got {head!r}")
-        taps = tuple(backbone_units) if backbone_units is not None else default_scg_taps(name, self.backbone.large_feature_map)
+        taps = tuple(backbone_units) if backbone_units is not None else default_scg_taps(self.backbone)
         unknown = [t for t in taps if t not in self.backbone.units]
         if not taps or unknown:
             raise ConfigError(

@@ -34,11 +34,15 @@ DEFAULT_GUIDANCE_UNITS: dict[tuple[str, bool], tuple[str, str]] = {
     ("resnet18", True): ("layer3_0", "layer3_1"),
     ("inception_v3", False): ("pool5d", "Mixed_6d"),
     ("inception_v3", True): ("Mixed_5d", "Mixed_6d"),
+    ("efficientnet_lite0", False): ("blocks_4", "blocks_5"),
+    ("efficientnet_lite0", True): ("blocks_4", "blocks_5"),
 }
 
 #: Width of the B branches (wsolevaluation: VGG 512, ResNet50 1024, InceptionV3 512; ResNet18 its
 #: layer3 width).
-_BRANCH_WIDTH = {"vgg16": 512, "resnet50": 1024, "resnet18": 256, "inception_v3": 512}
+_BRANCH_WIDTH = {"vgg16": 512, "resnet50": 1024, "resnet18": 256, "inception_v3": 512, "efficientnet_lite0": 256}
+#: A backbone the tables do not list (``timm/<name>``): B1/B2 on the two units before the last, width 256.
+_FALLBACK_BRANCH_WIDTH = 256
 _C_WIDTH = 512
 
 
@@ -94,7 +98,7 @@ class SPGNet(ClassMapNetwork):
         super().__init__()
         self.backbone = as_backbone(backbone)
         name, large_feature_map = self.backbone.name, self.backbone.large_feature_map
-        default_units = DEFAULT_GUIDANCE_UNITS[(name, large_feature_map)]
+        default_units = DEFAULT_GUIDANCE_UNITS.get((name, large_feature_map)) or self.backbone.last_units(2, skip_last=1)
         units = tuple(default_units if backbone_units is None else backbone_units)
         names = self.backbone.unit_names
         if len(units) != 2 or any(u not in names for u in units):
@@ -107,7 +111,7 @@ class SPGNet(ClassMapNetwork):
         self.guidance_units = units
         self.head, channels = _build_head(name, self.backbone.out_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
-        width = _BRANCH_WIDTH[name]
+        width = _BRANCH_WIDTH.get(name, _FALLBACK_BRANCH_WIDTH)
         self.branch_b1 = _conv_relu(self.backbone.unit_channels[units[0]], width)
         self.branch_b2 = _conv_relu(self.backbone.unit_channels[units[1]], width)
         self.branch_shared = nn.Sequential(_conv_relu(width, width), nn.Conv2d(width, 1, 1))
