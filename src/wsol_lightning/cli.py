@@ -138,7 +138,12 @@ def check_checkpoint(ckpt_path: str, config_class_path: str | None, allow_model_
 def condense_parser_error(message: str) -> str:
     """One line from jsonargparse's nested error report: the key and the innermost reason."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    key = next((m.group(1) for line in lines if (m := re.search(r'[Pp]arser key "([^"]+)"', line))), None)
+    key = None
+    in_class = False  # the next key is an init argument of the class named on the line before
+    for line in lines:
+        if (match := re.search(r'[Pp]arser key "([^"]+)"', line)):
+            key = match.group(1) if key is None else (f"{key}.init_args.{match.group(1)}" if in_class else key)
+        in_class = line.startswith("- Problem with given class_path")
     reasons = [
         line.removeprefix("- ")
         for line in lines
