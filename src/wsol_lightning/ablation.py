@@ -1,117 +1,141 @@
-"""Ablation runs: train one configuration briefly, choose its CAM threshold, test it; tabulate the runs.
+"""Ablation runs: train a configuration with the benchmark's runner, test it, tabulate the settings.
 
-Shared by the ablation notebooks (``notebooks/ablation_*.py``). One run is exactly the evaluation
-the CLI does: ``fit`` for ``train_steps`` optimizer steps, ``validate`` once (the GT-known optimum
-becomes the model's ``cam_threshold``, used at test by the ``*_at_val_threshold`` metrics and the
-part-focus diagnostics, and by the CAM visualizer's box), then ``test``. Every run starts from the
-same seed, so configurations whose parameters have the same shapes start from the same weights and
-see the same batches.
+Shared by the notebooks (``notebooks/ablation_*.py``, ``notebooks/mri.py``). A setting is a method
+config plus command-line overrides (``["--model.init_args.foreground_threshold", "0.6"]``); each
+seed of it is trained and tested by :func:`wsol_lightning.benchmark.run`, i.e. exactly ``wsol fit``
+then ``wsol test`` in a run folder, so an ablation row and a ``wsol benchmark`` row of the same
+config and seed are the same number. Settings that change inference only (SPA's SCG modes, MCIS's
+co-attention map) re-evaluate a trained checkpoint in this process (:func:`evaluate`): the val
+split chooses the CAM threshold, then the test split is scored, as ``wsol test`` after ``fit`` does.
+
+Metrics are in percent, named without the stage prefix (``maxboxacc_v2``, ``cls_top1``), as in
+``benchmark.json``.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from matplotlib.figure import Figure
 
+from wsol_lightning.benchmark import run
+from wsol_lightning.compare import percent
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.plots import comparison_figure
+from wsol_lightning.stats import Summary, summarize
 
-#: Table columns of an ablation: logged test metric -> (column title, factor to percent).
-ABLATION_COLUMNS: dict[str, tuple[str, float]] = {
-    "test/maxboxacc_v2": ("MaxBoxAccV2", 1.0),
-    "test/gt_known_loc": ("GT-known Loc", 1.0),
-    "test/top1_loc": ("Top-1 Loc", 1.0),
-    "test/cls_top1": ("cls top-1", 100.0),
-    "test/part_peak_share": ("peak on part", 1.0),
-    "test/gt_box_coverage": ("GT box covered", 1.0),
+#: Table columns of an ablation: metric -> column title (percent).
+ABLATION_COLUMNS: dict[str, str] = {
+    "maxboxacc_v2": "MaxBoxAccV2",
+    "gt_known_loc_at_val_threshold": "GT-known Loc",
+    "top1_loc_at_val_threshold": "Top-1 Loc",
+    "cls_top1": "cls top-1",
+    "part_peak_share": "peak on part",
+    "gt_box_coverage": "GT box covered",
 }
 
 
 @dataclass
 class AblationRun:
-    """One trained and tested configuration."""
+    """One trained and tested seed of a setting."""
 
-    model: WSOLModule  # trained, in eval mode, its ``cam_threshold`` chosen on validation
-    metrics: dict[str, float]  # every ``test/*`` value the model logged
+    metrics: dict[str, float]  # test metrics in percent (no stage prefix)
     fit_seconds: float
+    checkpoint: Path  # the run's last.ckpt (with the CAM threshold chosen on val)
+
+    def load_model(self, **changes: object) -> WSOLModule:
+        """The trained model in eval mode; ``changes`` override hyperparameters (inference settings)."""
+        return load_model(self.checkpoint, **changes)
 
 
-def fit_and_test(
-    build_model: Callable[[], WSOLModule],
-    datamodule: WSOLDataModule,
-    train_steps: int,
-    seed: int = 0,
-    accelerator: str = "auto",
-) -> AblationRun:
-    """Seed, build the model, train ``train_steps`` steps, validate (CAM threshold), test.
+def load_model(checkpoint: str | Path, **changes: object) -> WSOLModule:
+    """The :class:`WSOLModule` of a CLI checkpoint (its class from the checkpoint), in eval mode."""
+    import importlib
 
-    Args:
-        build_model: returns the untrained model (called after seeding, so the init is seeded).
-        datamodule: the data; its train split feeds ``fit``, val chooses the threshold, test scores.
-        train_steps: optimizer steps (``>= 1``); epochs repeat the train split as needed.
-        seed: ``pl.seed_everything`` seed of the run.
-        accelerator: Lightning accelerator (``auto``: a GPU when there is one).
+    class_path = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]["_class_path"]
+    module, name = class_path.rsplit(".", 1)
+    model = getattr(importlib.import_module(module), name).load_from_checkpoint(checkpoint, map_location="cpu", **changes)
+    return model.eval()
+
+
+def train_and_test(
+    config: str | Path, overrides: Sequence[str], folder: str | Path, seeds: Sequence[int] = (0,)
+) -> list[AblationRun]:
+    """Each seed of ``config`` + ``overrides`` trained and tested in ``folder/seed<k>`` (reused when done).
+
+    Raises:
+        RuntimeError: a run failed (the message gives the reason and its log file).
     """
-    if train_steps < 1:
-        raise ValueError(f"train_steps must be >= 1, got {train_steps}")
-    pl.seed_everything(seed, verbose=False)
-    model = build_model()
-    trainer = pl.Trainer(
-        max_steps=train_steps, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        accelerator=accelerator, devices=1,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
-    fit_seconds = time.perf_counter() - start
-    return AblationRun(model, validate_and_test(model, datamodule, accelerator), fit_seconds)
+    runs = []
+    for seed in seeds:
+        seed_folder = Path(folder) / f"seed{seed}"
+        result = run(config, seed, seed_folder, overrides)
+        if result.status != "ok":
+            raise RuntimeError(f"{seed_folder}: {result.reason} (log: {result.log})")
+        runs.append(AblationRun(result.metrics, result.fit_seconds, seed_folder / "checkpoints" / "last.ckpt"))
+    return runs
 
 
-def validate_and_test(
-    model: WSOLModule, datamodule: WSOLDataModule, accelerator: str = "auto"
-) -> dict[str, float]:
-    """Choose ``model``'s CAM threshold on the val split, then return its ``test/*`` metrics.
+def load_datamodule(config: str | Path, overrides: Sequence[str] = ()) -> WSOLDataModule:
+    """The :class:`WSOLDataModule` the CLI builds from ``config`` + ``overrides`` (not set up)."""
+    from wsol_lightning.cli import WSOLCLI
 
-    Also evaluates a trained model under other inference settings (e.g. SPA's SCG modes: a new
-    model with the same weights, ``load_state_dict``). Leaves the model in eval mode.
+    cli = WSOLCLI(WSOLModule, WSOLDataModule, subclass_mode_model=True, run=False, save_config_callback=None,
+                  args=["--config", str(config), *overrides, "--trainer.logger", "false"])
+    return cli.datamodule
+
+
+def evaluate(model: WSOLModule, datamodule: WSOLDataModule, accelerator: str = "auto") -> dict[str, float]:
+    """Choose ``model``'s CAM threshold on val, then its test metrics (percent, no prefix).
+
+    For inference-only settings of a trained model (e.g. ``load_model(checkpoint, scg_mode=...)``).
     """
-    evaluator = pl.Trainer(
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        accelerator=accelerator, devices=1,
-    )
-    evaluator.validate(model, datamodule=datamodule, verbose=False)
-    (metrics,) = evaluator.test(model, datamodule=datamodule, verbose=False)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator=accelerator, devices=1)
+    trainer.validate(model, datamodule=datamodule, verbose=False)
+    (metrics,) = trainer.test(model, datamodule=datamodule, verbose=False)
     model.eval()
-    return {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
+    return {k.removeprefix("test/"): percent(k.removeprefix("test/"), float(v))
+            for k, v in metrics.items() if k.startswith("test/")}
 
 
 def ablation_rows(
-    runs: Mapping[str, AblationRun],
-    columns: Mapping[str, tuple[str, float]] = ABLATION_COLUMNS,
+    settings: Mapping[str, Sequence[AblationRun]],
+    columns: Mapping[str, str] = ABLATION_COLUMNS,
     label: str = "setting",
 ) -> list[dict[str, object]]:
-    """One row per run: ``{label: name, title: metric * factor, ...}`` (``NaN`` where not logged).
+    """One row per setting: ``{label: name, "n": seeds, title: Summary over seeds, ...}``.
 
-    The rows feed :func:`wsol_lightning.compare.markdown_table` and :func:`ablation_figure`.
+    A cell is a :class:`~wsol_lightning.stats.Summary` (``mean``, ``std``, ``n``; ``None`` where no
+    seed logged the metric); :func:`wsol_lightning.compare.markdown_table` shows it as
+    ``mean ± std`` (one seed: the value).
     """
     rows: list[dict[str, object]] = []
-    for name, run in runs.items():
-        values = {title: run.metrics.get(key, math.nan) * factor for key, (title, factor) in columns.items()}
-        rows.append({label: name, **values})
+    for name, runs in settings.items():
+        row: dict[str, object] = {label: name, "n": len(runs)}
+        for key, title in columns.items():
+            values = [r.metrics[key] for r in runs if key in r.metrics and not math.isnan(r.metrics[key])]
+            row[title] = summarize(values) if values else None
+        rows.append(row)
     return rows
 
 
+def row_means(row: Mapping[str, object], titles: Sequence[str]) -> list[float]:
+    """The means of ``row``'s cells ``titles`` (NaN where empty)."""
+    return [cell.mean if isinstance(cell, Summary) else math.nan for cell in (row[t] for t in titles)]
+
+
 def ablation_figure(rows: Sequence[Mapping[str, object]], title: str, label: str = "setting") -> Figure:
-    """Grouped bars of :func:`ablation_rows`: one group per metric, one bar per setting."""
-    metric_names = [k for k in rows[0] if k != label]
-    values = np.array([[row[m] for m in metric_names] for row in rows], dtype=float)
-    figure = comparison_figure([str(row[label]) for row in rows], metric_names, values)
+    """Grouped bars of :func:`ablation_rows` (means over seeds): one group per metric, one bar per setting."""
+    titles = [k for k in rows[0] if k not in (label, "n")]
+    values = np.array([row_means(row, titles) for row in rows], dtype=float)
+    figure = comparison_figure([str(row[label]) for row in rows], titles, values)
     figure.axes[0].set_title(title)
     return figure
