@@ -201,15 +201,43 @@ class WSOLCLI(LightningCLI):
             return
         config["seed_everything"] = seed_everything(None if seed is True else seed, workers=True, verbose=False)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)] if isinstance(args, list | None) else []
+        super().parse_arguments(parser, args)
+
+    def _command_line_model_args(self) -> set[str]:
+        """The model init arguments given as flags (``--model.init_args.x`` / ``--model.x``)."""
+        names = set()
+        for token in getattr(self, "_argv", []):
+            match = re.match(r"--model\.(?:init_args\.)?([A-Za-z_]\w*)(?:=|$)", token)
+            if match and match.group(1) not in ("class_path", "init_args", "dict_kwargs", "help"):
+                names.add(match.group(1))
+        return names
+
     def _parse_ckpt_path(self) -> None:
-        """Refuse a missing, unreadable or other-method checkpoint before Lightning reads its hyperparameters."""
+        """Refuse a missing, unreadable or other-method checkpoint, then read its hyperparameters.
+
+        Lightning puts the checkpoint's hyperparameters over the whole configuration; model flags
+        given on the command line (``wsol test --ckpt_path ... --model.init_args.scg_mode high``)
+        win over the checkpoint's values, so evaluating a trained model under other inference
+        settings does what it says.
+        """
         subcommand = self.config.get("subcommand")
+        given: dict[str, Any] = {}
         if subcommand:
             config = self.config[subcommand]
             ckpt_path = config.get("ckpt_path")
             if ckpt_path and ckpt_path not in CKPT_ALIASES:
                 check_checkpoint(ckpt_path, config.get("model", {}).get("class_path"), config.get("allow_model_mismatch"))
+            init_args = config.get("model.init_args")
+            if ckpt_path and init_args is not None:
+                given = {k: init_args[k] for k in self._command_line_model_args() if k in init_args}
         super()._parse_ckpt_path()
+        for key, value in given.items():
+            self.config[subcommand][f"model.init_args.{key}"] = value
+            dict_kwargs = self.config[subcommand].get("model.dict_kwargs")
+            if isinstance(dict_kwargs, dict):
+                dict_kwargs.pop(key, None)
 
     def before_instantiate_classes(self) -> None:
         """W&B: tags and group before the logger exists, files under the run folder."""

@@ -40,6 +40,19 @@ def test_evaluation_logs_every_localization_metric(subcommand: str, trained_chec
         assert 0.0 <= value <= 100.0, name
 
 
+def test_model_flags_win_over_the_checkpoints_hyperparameters(trained_checkpoint: Path, tmp_path: Path) -> None:
+    """An inference setting given with --ckpt_path is used (Lightning alone would take the checkpoint's)."""
+    args = [*tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
+            "--trainer.limit_test_batches", "1"]
+    default = run_cli(["test", *args])
+    assert default.model.hparams.cam_curve_interval == 0.01 and default.model.hparams.evaluation_overlap
+    changed = run_cli(["test", *args, "--model.init_args.cam_curve_interval", "0.05", "--model.evaluation_overlap=false"])
+    assert changed.model.hparams.cam_curve_interval == 0.05 and not changed.model.hparams.evaluation_overlap
+    assert changed.model.hparams.lr == default.model.hparams.lr  # the rest still comes from the checkpoint
+    thresholds, _, _ = changed.model.box_accuracy_curve("test")
+    assert len(thresholds) == 20  # the sweep really ran at the new interval
+
+
 def test_predict_returns_classes_and_maps(trained_checkpoint: Path, tmp_path: Path) -> None:
     cli = run_cli(["predict", *tiny_cli_args(CAM_CONFIG, str(tmp_path)), "--ckpt_path", str(trained_checkpoint),
                 "--trainer.limit_predict_batches", "1", "--return_predictions", "true"])
