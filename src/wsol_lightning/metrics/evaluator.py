@@ -224,19 +224,18 @@ class Evaluator(nn.Module):
         self._pending.append(future)
 
     def _raise_finished_errors(self) -> None:
-        still = []
-        for future in self._pending:
-            if future.done():
-                future.result()
-            else:
-                still.append(future)
-        self._pending = still
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
 
     def wait(self) -> None:
-        """Block until every submitted batch is accumulated; re-raise a worker's error."""
+        """Block until every submitted batch is accumulated; then re-raise the first worker error."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        errors = [future.exception() for future in pending]  # exception() waits for the future
+        first = next((error for error in errors if error is not None), None)
+        if first is not None:
+            raise first
 
     def compute(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
         """Every metric's values (synchronized across processes), names without the stage prefix."""
