@@ -144,3 +144,18 @@ def test_two_process_ddp_overlapped_evaluation_equals_one_serial_process() -> No
                             env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "EVALUATOR DDP OK" in result.stdout
+
+
+def test_overlap_under_inference_mode_after_a_reset_in_it() -> None:
+    """``trainer.validate`` twice on one model: the states reset in inference mode update on the worker."""
+    serial, overlapped = cam_evaluator(overlap=False), cam_evaluator(overlap=True)
+    for evaluator in (serial, overlapped):
+        with torch.inference_mode():
+            for epoch in range(2):
+                evaluator.reset()
+                for step in evaluation_steps(seed=epoch, batches=2):
+                    evaluator.update(step)
+                values = evaluator.compute(0.3)
+    assert values.keys() == serial.compute(0.3).keys()
+    for key, value in serial.compute(0.3).items():
+        assert torch.equal(value, values[key]), key

@@ -202,21 +202,24 @@ class Evaluator(nn.Module):
         self.__dict__.update(state)
         self._slots = threading.BoundedSemaphore(self.max_pending)
 
-    def _update(self, step: EvaluationStep) -> None:
-        for metric in self.metrics.values():
-            metric.update_from_step(step)
+    def _update(self, step: EvaluationStep, inference: bool) -> None:
+        with torch.inference_mode(inference), torch.no_grad():
+            for metric in self.metrics.values():
+                metric.update_from_step(step)
 
     def update(self, step: EvaluationStep) -> None:
         """Accumulate a batch (on the worker thread with ``overlap``; errors surface by the next call)."""
         if not self.overlap:
-            self._update(step)
+            self._update(step, torch.is_inference_mode_enabled())
             return
         self._raise_finished_errors()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsol-evaluator")
         self._slots.acquire()
         try:
-            future = self._worker.submit(self._update, step)
+            # the worker runs in the caller's inference mode (thread-local): states reset inside
+            # ``trainer.validate``/``test`` are inference tensors, updatable only in that mode
+            future = self._worker.submit(self._update, step, torch.is_inference_mode_enabled())
         except BaseException:
             self._slots.release()
             raise
