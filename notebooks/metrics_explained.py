@@ -41,8 +41,8 @@ from matplotlib.figure import Figure
 
 from wsol_lightning.callbacks.cam_visualizer import GT_COLOUR, PRED_COLOUR, draw_boxes, overlay_cam
 from wsol_lightning.callbacks.wandb_report import best_iou
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopKLoc
 from wsol_lightning.cam import cam_to_boxes
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, TopKLoc
 from wsol_lightning.plots import box_accuracy_curve_figure, save_figure
 
 output = Path(OUTPUT_DIR)
