@@ -47,6 +47,7 @@ from wsol_lightning.models.components.backbones import Backbone, build_backbone
 from wsol_lightning.models.components.label_loss import label_loss
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput
 from wsol_lightning.models.components.options import require
+from wsol_lightning.models.search_space import LR, Param
 
 STAGES = ("val", "test")
 #: Metrics shown in the progress bar.
@@ -94,6 +95,8 @@ class WSOLModule(pl.LightningModule):
 
     #: Whether the method's losses read multi-hot targets (``multilabel``).
     supports_multilabel: ClassVar[bool] = False
+    #: The hyperparameters ``wsol tune`` searches (:mod:`~wsol_lightning.models.search_space`).
+    SEARCH_SPACE: ClassVar[tuple[Param, ...]] = (LR,)
 
     def __init__(
         self,

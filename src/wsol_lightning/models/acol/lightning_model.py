@@ -10,6 +10,7 @@ from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.acol.loss import acol_losses
 from wsol_lightning.models.acol.torch_model import ACoLNet, VGGPooling
 from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.search_space import LR, unit
 
 
 class ACoL(WSOLModule):
@@ -35,6 +36,8 @@ class ACoL(WSOLModule):
         head_width: channels of each classifier's two 3x3 convs (paper: 1024).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, unit("foreground_threshold", "erase threshold delta (wsolevaluation: U[0, 1])", low=0.05))
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from wsol_lightning.models.adl.loss import adl_classification_loss
 from wsol_lightning.models.adl.torch_model import ADLNet
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.adl import DrawMode
+from wsol_lightning.models.search_space import LR, unit
 
 
 class ADL(WSOLModule):
@@ -35,6 +36,9 @@ class ADL(WSOLModule):
             (see :class:`~wsol_lightning.models.cam.CAM`; wsolevaluation keeps it for ILSVRC ResNet50).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, unit("apply_prob", "drop rate (wsolevaluation: U[0, 1])"),
+                    unit("foreground_threshold", "gamma, erasing threshold (wsolevaluation: U[0, 1])"))
 
     def __init__(
         self,

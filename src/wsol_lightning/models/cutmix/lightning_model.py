@@ -11,6 +11,7 @@ from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.components.augment import cutmix, step_generator
 from wsol_lightning.models.components.options import require
 from wsol_lightning.models.cutmix.loss import cutmix_cross_entropy
+from wsol_lightning.models.search_space import LR, unit
 
 
 class CutMix(CAM):
@@ -30,6 +31,9 @@ class CutMix(CAM):
     """
 
     supports_multilabel = False  # the mixed loss is a softmax CE of two single labels
+
+    SEARCH_SPACE = (LR, unit("apply_prob", "mix probability (wsolevaluation: U[0, 1])"),
+                    unit("beta", "Beta(beta, beta) size prior (wsolevaluation: U[0, 2])", high=2.0))
 
     def __init__(self, beta: float = 1.0, apply_prob: float = 1.0, **kwargs: Any) -> None:
         require(beta >= 0, "beta", ">= 0 (0 disables CutMix)", beta)

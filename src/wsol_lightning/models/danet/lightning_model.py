@@ -19,6 +19,7 @@ from wsol_lightning.models.danet.loss import (
 )
 from wsol_lightning.models.danet.metrics import LevelAccuracy
 from wsol_lightning.models.danet.torch_model import DANetNet
+from wsol_lightning.models.search_space import LR, Param, weight
 
 
 class DANet(WSOLModule):
@@ -51,6 +52,9 @@ class DANet(WSOLModule):
             (official, independent arg-sort); affects the per-level accuracies only.
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, weight("cosine_weight", 1e-3, 1.0, "alpha (official 0.01)"),
+                    Param("num_maps", "int", 2, 8, step=2, note="K maps per class (paper 8, official Inception 4)"))
 
     def __init__(
         self,

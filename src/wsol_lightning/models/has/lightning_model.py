@@ -10,6 +10,7 @@ from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.cam import CAM
 from wsol_lightning.models.components.augment import hide_patches, step_generator
 from wsol_lightning.models.components.options import require
+from wsol_lightning.models.search_space import LR, Param, unit
 
 
 class HaS(CAM):
@@ -31,6 +32,9 @@ class HaS(CAM):
             activation at training matches the evaluation's (§3.2).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, Param("grid_size", "categorical", choices=(8, 16, 32, 48, 64), note="patch side in px"),
+                    unit("apply_prob", "hide probability (wsolevaluation: U[0, 1])"))
 
     def __init__(self, grid_size: int = 4, apply_prob: float = 0.5, fill: float = 0.0, **kwargs: Any) -> None:
         require(grid_size >= 0, "grid_size", ">= 0 (0 disables hiding)", grid_size)

@@ -23,6 +23,7 @@ from wsol_lightning.models.i2c.loss import (
     stochastic_consistency_loss,
 )
 from wsol_lightning.models.i2c.torch_model import I2CNet, gather_seed_vectors, select_object_seeds
+from wsol_lightning.models.search_space import LR, unit, weight
 
 NO_ATTRIBUTES = (
     "I2C consistency_unit: attribute needs per-image attributes in the training batches "
@@ -61,6 +62,10 @@ class I2C(WSOLModule):
             it from the datamodule (``num_attributes``) when fit starts, or from the checkpoint.
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, weight("sc_weight", 1e-4, 0.1, "stochastic consistency (official 0.008)"),
+                    weight("gc_weight", 1e-4, 0.1, "global consistency (official 0.001)"),
+                    unit("foreground_threshold", "seed threshold (paper 0.7)", 0.3, 0.9))
 
     def __init__(
         self,

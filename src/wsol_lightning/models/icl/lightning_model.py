@@ -20,6 +20,7 @@ from wsol_lightning.models.icl.loss import (
     mask_is_nonempty,
 )
 from wsol_lightning.models.icl.torch_model import ICLNet, ICLOutput
+from wsol_lightning.models.search_space import LR, weight
 
 
 class ICL(WSOLModule):
@@ -59,6 +60,9 @@ class ICL(WSOLModule):
         consistency_norm: ``"l2"`` (squared difference, ours) or ``"l1"``.
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, weight("contrastive_weight", 0.01, 1.0, "lambda_CA"),
+                    weight("consistency_weight", 0.01, 1.0, "feature consistency"))
 
     def __init__(
         self,

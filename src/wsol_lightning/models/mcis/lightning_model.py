@@ -13,6 +13,7 @@ from wsol_lightning.models.components import LabelLoss, label_loss
 from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.mcis.loss import pair_targets
 from wsol_lightning.models.mcis.torch_model import MCISNet
+from wsol_lightning.models.search_space import LR, weight
 
 
 class MCIS(WSOLModule):
@@ -49,6 +50,9 @@ class MCIS(WSOLModule):
     """
 
     supports_multilabel = True
+
+    SEARCH_SPACE = (LR, weight("coattention_weight", 0.1, 10.0, "co-attention losses (official 1)"),
+                    weight("contrastive_weight", 0.1, 10.0, "contrastive co-attention loss (official 1)"))
 
     def __init__(
         self,

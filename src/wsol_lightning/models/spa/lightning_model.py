@@ -13,6 +13,7 @@ from wsol_lightning.metrics.localization import UnionBoxGTKnownLoc
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.components.self_correlation import CorrelationMode
+from wsol_lightning.models.search_space import LR, unit, weight
 from wsol_lightning.models.spa.loss import restricted_activation_loss
 from wsol_lightning.models.spa.torch_model import HeadName, SelfCorrelationGenerator, SPANet
 
@@ -60,6 +61,12 @@ class SPA(WSOLModule):
             "all pixels above the threshold" box rule (the official metrics keep the contour rule).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, weight("ram_weight", 0.05, 2.0, "lambda_RA"),
+                    unit("ram_background_threshold", "tau_bg (CUB 0.1, ILSVRC 0.4)", 0.05, 0.5),
+                    unit("ram_foreground_gap", "g (CUB 0.2, ILSVRC 0.1)", 0.05, 0.4),
+                    unit("scg_first_order_threshold", "theta_fo (CUB 0.1, ILSVRC 0.2)", 0.05, 0.5),
+                    unit("scg_second_order_threshold", "theta_so x 1/N (CUB 0.5, ILSVRC 0.2)", 0.1, 1.0))
 
     def __init__(
         self,

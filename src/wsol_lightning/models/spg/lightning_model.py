@@ -10,6 +10,7 @@ from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.options import require
+from wsol_lightning.models.search_space import LR, thresholds
 from wsol_lightning.models.spg.loss import SeedThresholds, spg_losses
 from wsol_lightning.models.spg.torch_model import SPGNet
 
@@ -35,6 +36,10 @@ class SPG(WSOLModule):
             (see :data:`~wsol_lightning.models.spg.torch_model.DEFAULT_GUIDANCE_UNITS`).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
+
+    SEARCH_SPACE = (LR, *thresholds("attention_thresholds", "mask of A (target of B2):"),
+                    *thresholds("b2_thresholds", "mask of sigmoid(B2) (target of B1):"),
+                    *thresholds("fused_thresholds", "mask of the fused map (target of C):"))
 
     def __init__(
         self,
