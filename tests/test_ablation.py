@@ -39,6 +39,12 @@ def test_an_ablation_row_is_the_benchmark_number_and_reevaluates_in_process(tmp_
     again = evaluate(model, load_datamodule(config, TINY), accelerator="cpu")
     keys = ("maxboxacc_v2", "gt_known_loc_at_val_threshold", "pxap", "cls_top1")
     assert {k: again[k] for k in keys} == pytest.approx({k: ablation.metrics[k] for k in keys}, abs=1e-4)
+    assert evaluate(model, load_datamodule(config, TINY), accelerator="cpu") == again  # a second evaluation
+    fit_log = tmp_path / "ablation" / "seed3" / "fit.log"
+    fit_log.write_text("kept")
+    (reused,) = train_and_test(config, TINY, tmp_path / "ablation", seeds=[3])
+    assert reused.metrics == {**ablation.metrics, "fit_minutes": reused.metrics["fit_minutes"]}
+    assert fit_log.read_text() == "kept"  # the finished seed was not trained again
 
 
 def test_a_failed_setting_raises_with_its_reason(tmp_path: Path) -> None:

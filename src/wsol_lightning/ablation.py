@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 
-from wsol_lightning.benchmark import run
+from wsol_lightning.benchmark import finished_run, run
 from wsol_lightning.compare import percent
 from wsol_lightning.data import WSOLDataModule
 from wsol_lightning.models.base import WSOLModule
@@ -68,7 +68,9 @@ def load_model(checkpoint: str | Path, **changes: object) -> WSOLModule:
 def train_and_test(
     config: str | Path, overrides: Sequence[str], folder: str | Path, seeds: Sequence[int] = (0,)
 ) -> list[AblationRun]:
-    """Each seed of ``config`` + ``overrides`` trained and tested in ``folder/seed<k>`` (reused when done).
+    """Each seed of ``config`` + ``overrides`` trained and tested in ``folder/seed<k>``.
+
+    A seed folder that finished with the same ``wsol fit`` command is reused, not retrained.
 
     Raises:
         RuntimeError: a run failed (the message gives the reason and its log file).
@@ -76,7 +78,7 @@ def train_and_test(
     runs = []
     for seed in seeds:
         seed_folder = Path(folder) / f"seed{seed}"
-        result = run(config, seed, seed_folder, overrides)
+        result = finished_run(Path(config), seed, seed_folder, overrides) or run(config, seed, seed_folder, overrides)
         if result.status != "ok":
             raise RuntimeError(f"{seed_folder}: {result.reason} (log: {result.log})")
         runs.append(AblationRun(result.metrics, result.fit_seconds, seed_folder / "checkpoints" / "last.ckpt"))

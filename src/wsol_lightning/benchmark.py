@@ -120,6 +120,17 @@ def load_result(folder: Path) -> RunResult | None:
     return RunResult(**json.loads(path.read_text()))
 
 
+def finished_run(
+    config: Path, seed: int, folder: Path, overrides: Sequence[str] = (), group: str | None = None, name: str | None = None
+) -> RunResult | None:
+    """The stored result of ``folder`` when it finished ok with the same ``wsol fit`` command, else None."""
+    stored = load_result(folder)
+    if stored is not None and stored.status == "ok" and stored.command == run_commands(
+            config, seed, folder, overrides, group, name)[0]:
+        return stored
+    return None
+
+
 def config_uses_wandb(config: Path) -> bool:
     """Whether the config's ``trainer.logger`` is a ``WandbLogger``."""
     logger = ((yaml.safe_load(config.read_text()) or {}).get("trainer") or {}).get("logger")
@@ -417,9 +428,8 @@ def run_benchmark(
                 folder = output / "runs" / method / f"seed{seed}"
                 label = f"{method} seed {seed}"
                 config = configs / f"{method}.yaml"
-                stored = load_result(folder)
-                if stored is not None and stored.status == "ok" and stored.command == run_commands(
-                        config, seed, folder, overrides, group, f"{method}-seed{seed}")[0]:
+                stored = finished_run(config, seed, folder, overrides, group, f"{method}-seed{seed}")
+                if stored is not None:
                     results.append(stored)
                     progress.finished(label, "finished earlier, reused")
                     continue
