@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from wsol_lightning.cam import box_iou, cam_to_boxes, max_normalize, minmax_normalize, union_boxes
-from wsol_lightning.metrics.localization import UnionBoxGTKnownLoc
 
 
 def _two_blobs() -> np.ndarray:
@@ -58,17 +57,3 @@ def test_union_box_covers_every_pixel_above_the_threshold() -> None:
     # inclusive IoU: [0,0,1,1] (4 px) vs [1,1,2,2] (4 px) overlap 1 px -> 1 / 7
     iou = box_iou(torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 2, 2]))
     assert iou.item() == pytest.approx(1 / 7)
-
-
-def test_union_box_gt_known_loc_counts_strict_iou_above_half() -> None:
-    maps = torch.zeros(2, 8, 8, dtype=torch.float64)
-    maps[0, 2:6, 2:6] = 1.0
-    maps[1, 0:2, 0:2] = 1.0
-    boxes = torch.tensor([[[2, 2, 5, 5], [-1, -1, -1, -1]], [[4, 4, 7, 7], [0, 0, 1, 1]]])
-    metric = UnionBoxGTKnownLoc(cam_curve_interval=0.5)
-    metric.update(maps, boxes, torch.tensor([1, 2]))
-    # threshold 0 selects everything (box = image, IoU 16/64 and 4/64): 0 hits; 0.5: both hit
-    assert metric.hits.tolist() == [0, 2] and metric.compute().item() == pytest.approx(100.0)
-    assert metric.best_threshold() == 0.5
-
-

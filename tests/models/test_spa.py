@@ -169,7 +169,8 @@ def test_cli_fit_and_test(tmp_path: Path) -> None:
     test_args = tiny_cli_args(SPA_CONFIG, str(tmp_path / "test"), "--trainer.limit_test_batches", "1")
     cli = run_cli(["test", *test_args, "--ckpt_path", str(checkpoints[-1])])
     metrics = cli.trainer.callback_metrics
-    for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc", "gt_known_loc_union"):
+    union = ("gt_known_loc_union", "top1_loc_union", "top5_loc_union")  # union_box_threshold in spa.yaml
+    for name in ("maxboxacc_v2", "gt_known_loc", "top1_loc", *union):
         assert 0.0 <= float(metrics[f"test/{name}"]) <= 100.0, name
 
 

@@ -17,7 +17,7 @@ from torchmetrics import Metric
 
 from wsol_lightning.cam.boxes import box_iou, union_boxes
 from wsol_lightning.cam.hits import BoxesLike, threshold_hits, validate_iou_thresholds
-from wsol_lightning.cam.maps import cam_thresholds, minmax_normalize
+from wsol_lightning.cam.maps import as_numpy_float64, cam_thresholds, normalize_cam
 
 if TYPE_CHECKING:
     from wsol_lightning.metrics.evaluator import EvaluationStep
@@ -334,69 +334,81 @@ class TopKLoc(Metric):
         return torch.tensor(self.thresholds[best], dtype=torch.float64)
 
 
-class UnionBoxGTKnownLoc(Metric):
-    """GT-known Loc (percent) with SPA's union box rule, at the best of a threshold sweep.
+class UnionBoxLoc(Metric):
+    """Top-1, Top-5 and GT-known Loc (percent) with the union box at one fixed threshold.
 
-    ``update(maps, boxes, num_boxes)`` takes GT-class maps ``[B, H, W]`` at the evaluated size
-    (min-max normalized here) and the batch's padded GT boxes ``[B, K, 4]`` with ``num_boxes [B]``
-    (the batch format); an image counts at threshold ``t``
-    when the :func:`union_boxes` box has IoU ``> 0.5`` with one of its GT boxes. States are summed
-    across processes.
+    SPA's and DANet's own protocol (SPA_CVPR2021 @32bf2d5 ``utils/localization.py`` ``'union'``
+    mode, ``utils/evaluate.py`` ``locerr`` L80-88): the box of a min-max normalized GT-class map is
+    the tight box around every pixel ``>= threshold`` (:func:`~wsol_lightning.cam.union_boxes`);
+    an image hits when its largest inclusive IoU over its GT boxes is ``> iou_threshold`` (strict,
+    as L88). Top-1 / Top-5 Loc also need the label among the top-1 / top-5 classes; GT-known Loc
+    does not. Images without a GT box are not counted. States: int64 hit counts and ``count``,
+    summed across processes; logged next to (never instead of) the wsolevaluation metrics.
 
     Args:
-        cam_curve_interval: step of the thresholds ``0, step, ..., < 1``.
-        iou_threshold: IoU a hit must exceed (SPA: 0.5, strict).
+        threshold: the fixed map threshold in ``[0, 1]`` (SPA's CUB script: 0.1-0.35).
+        iou_threshold: IoU a hit must exceed (SPA, DANet: 0.5).
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    full_state_update = False
+    is_differentiable = False
     higher_is_better = True
+    full_state_update = False
     requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
-    hits: torch.Tensor
+    gt_known_hits: torch.Tensor
+    top1_hits: torch.Tensor
+    top5_hits: torch.Tensor
     count: torch.Tensor
 
-    def __init__(self, cam_curve_interval: float = 0.01, iou_threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, threshold: float, iou_threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not 0 < cam_curve_interval < 1:
-            raise ValueError(f"cam_curve_interval must be in (0, 1), got {cam_curve_interval}")
-        self.thresholds = torch.arange(0.0, 1.0, cam_curve_interval, dtype=torch.float64).tolist()
-        self.iou_threshold = iou_threshold
-        self.add_state("hits", torch.zeros(len(self.thresholds), dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"union box threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+        self.iou_threshold = float(iou_threshold)
+        for name in ("gt_known_hits", "top1_hits", "top5_hits", "count"):
+            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, maps: torch.Tensor, boxes: torch.Tensor, num_boxes: torch.Tensor) -> None:
-        """Accumulate a batch; images without a GT box (``num_boxes == 0``) are not counted."""
-        keep = torch.as_tensor(num_boxes).to(self.hits.device) > 0
-        normalized = minmax_normalize(torch.as_tensor(maps, dtype=torch.float64, device=self.hits.device))[keep]
-        boxes, num_boxes = boxes.to(self.hits.device)[keep], torch.as_tensor(num_boxes).to(self.hits.device)[keep]
-        valid = torch.arange(boxes.shape[1], device=boxes.device)[None] < num_boxes[:, None]
-        for index, threshold in enumerate(self.thresholds):
-            iou = box_iou(union_boxes(normalized, threshold)[:, None], boxes)
-            self.hits[index] += ((iou > self.iou_threshold) & valid).any(dim=1).sum()
-        self.count += boxes.shape[0]
+    def update(
+        self, cams: torch.Tensor | np.ndarray, boxes: BoxesLike, top1: torch.Tensor | np.ndarray,
+        top5: torch.Tensor | np.ndarray,
+    ) -> None:
+        """Accumulate a batch.
+
+        Args:
+            cams: raw GT-class maps ``[N, H, W]`` at the evaluated image size (normalized here).
+            boxes: N arrays ``[K_i, 4]`` of inclusive GT boxes; images with ``K_i = 0`` are skipped.
+            top1: bool ``[N]``, the label is the top-1 class.
+            top5: bool ``[N]``, the label is among the top-5 classes.
+        """
+        boxed = np.flatnonzero([len(b) > 0 for b in boxes])
+        if not len(boxed):
+            return
+        normalized = torch.from_numpy(normalize_cam(as_numpy_float64(cams))[boxed])
+        predicted = union_boxes(normalized, self.threshold).numpy()
+        hits = np.array([box_iou(predicted[j], np.asarray(boxes[i])).max() > self.iou_threshold
+                         for j, i in enumerate(boxed)], dtype=bool)
+        top1, top5 = (np.asarray(torch.as_tensor(c).cpu(), dtype=bool)[boxed] for c in (top1, top5))
+        self.gt_known_hits += int(hits.sum())
+        self.top1_hits += int((hits & top1).sum())
+        self.top5_hits += int((hits & top5).sum())
+        self.count += len(boxed)
 
     def update_from_step(self, step: EvaluationStep) -> None:
-        boxes = [torch.from_numpy(b) for b in step.boxes]
-        padded = torch.full((len(boxes), max(1, max(len(b) for b in boxes)), 4), -1, dtype=torch.long)
-        for i, b in enumerate(boxes):
-            padded[i, : len(b)] = b
-        self.update(torch.from_numpy(step.maps), padded, torch.tensor([len(b) for b in boxes]))
+        """Accumulate an evaluation step: its resized maps (``step.maps``) and top-1/top-5 flags."""
+        self.update(step.maps, step.boxes, step.correct(1), step.correct(5))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``top1_loc_union``, ``top5_loc_union`` and ``gt_known_loc_union`` in percent (float64)."""
+        return self._values()
+
+    def _values(self) -> dict[str, torch.Tensor]:
+        if int(self.count) == 0:
+            raise RuntimeError(f"{type(self).__name__}.compute() needs at least one image with a box")
+        hits = {"top1": self.top1_hits, "top5": self.top5_hits, "gt_known": self.gt_known_hits}
+        return {f"{name}_loc_union": value.double() * 100.0 / float(self.count) for name, value in hits.items()}
 
     def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
-        """``gt_known_loc_union`` and its threshold ``union_box_threshold``."""
+        """The three values of :meth:`compute` (nothing when no boxed image was seen)."""
         with self.sync_context():
-            if int(self.count) == 0:
-                return {}
-            best = _first_argmax(self.hits)
-            value = self.hits[best].double() * 100.0 / float(self.count)
-        return {"gt_known_loc_union": value, "union_box_threshold": torch.tensor(self.thresholds[best])}
-
-    def compute(self) -> torch.Tensor:
-        if int(self.count) == 0:
-            raise RuntimeError("UnionBoxGTKnownLoc.compute() called before any update")
-        return self.hits.max().double() * 100.0 / self.count
-
-    def best_threshold(self) -> float:
-        """Threshold of the best accuracy (lowest on ties), synchronized across processes."""
-        with self.sync_context():
-            return self.thresholds[_first_argmax(self.hits)]
+            return {} if int(self.count) == 0 else self._values()

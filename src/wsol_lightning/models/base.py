@@ -16,6 +16,8 @@ identically:
 * the CAM threshold chosen on validation (GT-known's optimum) is kept in the ``cam_threshold``
   buffer, so it travels in checkpoints to ``predict``; at test, GT-known and Top-1 Loc are also
   logged at that threshold (``*_at_val_threshold``, the classic protocol).
+* SPA's and DANet's union-box Top-1/Top-5/GT-known Loc at a fixed threshold, next to those
+  (``union_box_threshold``).
 * multi-label targets (``multilabel``, the batch's ``multi_hot``) for the methods that support them.
 * optimizer: SGD (Nesterov) or Adam with the papers' two learning-rate groups: pretrained
   backbone at ``lr``, new layers (and units the backbone marks, e.g. ResNet's layer4 as in
@@ -40,7 +42,7 @@ from torchmetrics import Metric
 from wsol_lightning.cam import resize_cam
 from wsol_lightning.data.batch import OPTIONAL_MAP_FIELDS, WSOLBatch
 from wsol_lightning.errors import ConfigError
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc, UnionBoxLoc
 from wsol_lightning.metrics.diagnostics import PartFocus, SkullShare
 from wsol_lightning.metrics.evaluator import ClassificationAccuracy, EvaluationStep, Evaluator
 from wsol_lightning.models.components.backbones import Backbone, build_backbone
@@ -91,6 +93,10 @@ class WSOLModule(pl.LightningModule):
             batch's forward runs (identical values; ``false``: in the evaluation step).
         initial_cam_threshold: the CAM threshold of ``predict`` boxes until a validation chooses one
             (``None``: 0.5; ``experiments/imagenet_cam.yaml``: 0.2, the classic CAM value).
+        union_box_threshold: also log SPA's and DANet's own protocol at this fixed threshold of the
+            normalized map: ``*/top1_loc_union``, ``*/top5_loc_union``, ``*/gt_known_loc_union``, the
+            tight box around every pixel ``>=`` it with IoU ``> 0.5`` (:class:`~wsol_lightning.metrics.UnionBoxLoc`);
+            ``None``: off. SPA's CUB script evaluates 0.1, 0.25, 0.3, 0.35, DANet's 0.05-0.3.
     """
 
     #: Whether the method's losses read multi-hot targets (``multilabel``).
@@ -118,9 +124,12 @@ class WSOLModule(pl.LightningModule):
         multilabel: bool = False,
         evaluation_overlap: bool = True,
         initial_cam_threshold: float | None = None,
+        union_box_threshold: float | None = None,
     ) -> None:
         super().__init__()
         require(bias_lr_multiplier > 0, "bias_lr_multiplier", "positive", bias_lr_multiplier)
+        if union_box_threshold is not None:
+            require(0.0 <= union_box_threshold <= 1.0, "union_box_threshold", "in [0, 1]", union_box_threshold)
         if multilabel and not self.supports_multilabel:
             raise ConfigError(
                 f"multilabel: true (an MRI dataset's multilabel) is not supported by {type(self).__name__}; "
@@ -186,6 +195,8 @@ class WSOLModule(pl.LightningModule):
             "pxap_with_object": PxAP(interval, objects_only=True),
             "part_focus": PartFocus(),
         }
+        if hp.union_box_threshold is not None:
+            metrics["union_box_loc"] = UnionBoxLoc(hp.union_box_threshold)
         if class_names and "tumour" in class_names:
             metrics["skull_share"] = SkullShare(class_names.index("tumour"))
         metrics.update(self.configure_metrics())

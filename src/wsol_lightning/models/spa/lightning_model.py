@@ -6,10 +6,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 
 from wsol_lightning.data.batch import WSOLBatch
-from wsol_lightning.metrics.localization import UnionBoxGTKnownLoc
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.components.self_correlation import CorrelationMode
@@ -57,9 +55,8 @@ class SPA(WSOLModule):
             seeds. The partner is the batch's most confident other image predicted as the map's
             class (itself when there is none: then the map is SPA's); evaluation batches are not
             class-paired, so maps depend on the batch and the model cannot be exported.
-        union_box_diagnostic: also log ``<stage>/gt_known_loc_union``, GT-known Loc with SPA's own
-            "all pixels above the threshold" box rule (the official metrics keep the contour rule).
-        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
+        **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule` (SPA's own
+            union-box protocol: ``union_box_threshold``).
     """
 
     SEARCH_SPACE = (LR, weight("ram_weight", 0.05, 2.0, "lambda_RA"),
@@ -91,7 +88,6 @@ class SPA(WSOLModule):
         scg_image_colour_sigma: float = 0.5,
         scg_image_position_sigma: float = 0.5,
         scg_cross_image: bool = False,
-        union_box_diagnostic: bool = False,
         **kwargs: Any,
     ) -> None:
         _check_arguments(
@@ -124,12 +120,6 @@ class SPA(WSOLModule):
         return SPANet(
             self.build_backbone(), hp.num_classes, hp.head, hp.backbone_units, generator, use_scg=hp.scg, head_width=hp.head_width
         )
-
-    def configure_metrics(self) -> dict[str, Metric]:
-        """SPA's own box rule as a diagnostic (``union_box_diagnostic``): ``gt_known_loc_union``."""
-        if not self.hparams.union_box_diagnostic:
-            return {}
-        return {"union_box_gt_known_loc": UnionBoxGTKnownLoc(self.hparams.cam_curve_interval)}
 
     def ram_active(self) -> bool:
         """Whether the RAM loss is on in the current epoch (after the warm-up)."""
