@@ -51,6 +51,26 @@ def test_high_order_by_hand_on_two_groups() -> None:
     torch.testing.assert_close(combined, torch.block_diag(block, block), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("order", [2, 3])
+def test_high_order_walks_the_column_stochastic_matrix_from_the_left(order: int) -> None:
+    """SPA's ``hsc`` (vgg_spa.py L130-138): ``H <- colnorm(H @ T)``, ``T`` column-normalized, not ``H^T @ T``.
+
+    Positive features make ``T`` dense and asymmetric, so a transposed aggregation differs.
+    """
+    torch.manual_seed(0)
+    features = torch.rand(1, 6, 3, 3)
+    similarity = self_correlation(features, 0.0)[0].double()
+    transition = similarity.fill_diagonal_(0.0)
+    transition = transition / (transition.sum(dim=0, keepdim=True) + 1e-5)
+    assert not torch.allclose(transition, transition.T, atol=1e-3)
+    expected = transition
+    for _ in range(order - 1):
+        expected = expected @ transition
+        expected = expected / (expected.sum(dim=0, keepdim=True) + 1e-10)
+    got = high_order_self_correlation(features, 0.0, second_order_threshold=0.0, order=order, mode="high_order")
+    torch.testing.assert_close(got[0].double(), expected, atol=1e-6, rtol=0)
+
+
 def test_second_order_threshold_is_relative_to_one_over_n() -> None:
     torch.manual_seed(0)
     features = torch.rand(1, 6, 3, 3)  # positive features: every pair correlates

@@ -21,6 +21,7 @@ from wsol_lightning.cam import (
     threshold_cuts,
 )
 from wsol_lightning.cam.sweep import quantize_maps
+from wsol_lightning.metrics.evaluator import EvaluationStep
 
 CASES = adversarial_cases() + random_cases(seed=3, count=40)
 
@@ -104,6 +105,23 @@ def test_resize_matches_opencv_bicubic_float64(source, size):
     tensor = resize_cam(torch.from_numpy(maps), size)
     assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64
     np.testing.assert_array_equal(tensor.numpy(), want)
+
+
+def test_resize_is_bicubic_by_hand_values():
+    """Golden values of wsolevaluation's ``cv2.resize(cam, INTER_CUBIC)`` (inference.py L79-94), by hand.
+
+    OpenCV's bicubic: Keys kernel with ``a = -0.75``, half-pixel centres, replicated border. Doubling
+    ``[0, 1]`` samples it at ``-0.25, 0.25, 0.75, 1.25``: ``w(1.25) = -0.10546875`` and
+    ``w(0.75) + w(1.75) = 0.26171875 - 0.03515625``, then the mirror image; it overshoots ``[0, 1]``
+    where bilinear gives ``0, 0.25, 0.75, 1``. The map ``[[0, 0], [0, 1]]`` is separable: the outer product.
+    """
+    row = np.array([-0.10546875, 0.2265625, 0.7734375, 1.10546875])
+    np.testing.assert_array_equal(resize_cam(np.array([[0.0, 1.0], [0.0, 1.0]]), (2, 4)), np.stack([row, row]))
+    corner = np.array([[[0.0, 0.0], [0.0, 1.0]]], dtype=np.float32)
+    np.testing.assert_array_equal(resize_cam(corner, (4, 4)), np.outer(row, row)[None])
+    np.testing.assert_array_equal(resize_cam(torch.from_numpy(corner), (4, 4)).numpy(), np.outer(row, row)[None])
+    step = EvaluationStep(torch.tensor([0]), torch.zeros(1, 2), corner.astype(np.float64), (4, 4), [np.zeros((0, 4))])
+    np.testing.assert_array_equal(step.maps, np.outer(row, row)[None])  # what every metric scores
 
 
 def test_numba_kernels_are_not_imported_at_package_import():

@@ -230,6 +230,21 @@ def test_spg_map_is_the_main_class_map_and_guidance_is_off_the_map() -> None:
     assert net.guidance_units == ("layer3_0", "layer3_1")
 
 
+def test_spg_vgg16_pool4_is_wsolevaluations_3x3_stride_2_pad_1_max_pool() -> None:
+    """wsolevaluation's VggSpg (wsol/vgg.py L182-185), not the shared VGG16's 2x2/s2 pool."""
+    torch.manual_seed(0)
+    net = SPGNet("vgg16", 3).eval()
+    pool = net.backbone.units["pool4"]
+    assert isinstance(pool, torch.nn.MaxPool2d)
+    assert (pool.kernel_size, pool.stride, pool.padding) == (3, 2, 1)
+    features = torch.randn(1, 512, 29, 29)
+    torch.testing.assert_close(pool(features), F.max_pool2d(features, 3, 2, 1), rtol=0, atol=0)
+    # an odd conv4 side tells the pools apart: 232 px -> conv4 29x29 -> 15x15 (2x2/s2: 14x14)
+    with torch.no_grad():
+        maps = net.localize(torch.rand(1, 3, 232, 232), torch.tensor([0]))[1]
+    assert maps.shape == (1, 15, 15)
+
+
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_spg_shapes_and_gradients_on_every_backbone(backbone: str) -> None:
     model = SPG(num_classes=3, backbone=backbone)

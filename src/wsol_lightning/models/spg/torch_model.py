@@ -1,7 +1,7 @@
 """SPG network: a class-map classifier with self-produced guidance branches (Zhang et al., ECCV 2018).
 
 wsolevaluation's layout (CAM note §7; ``VggSpg``/``ResNetSpg``/``InceptionSpg``), on the shared
-backbones. Shapes for batch ``B``, classes ``C``:
+backbones (VGG16's pool4 replaced by wsolevaluation's 3x3/s2/p1 max-pool). Shapes for batch ``B``, classes ``C``:
 
 * main path ``A``: backbone -> head -> Conv1x1(-> C) = class maps ``M [B, C, h, w]``; logits =
   spatial mean of ``M``; the CAM is ``M_c`` (``SPG_A4``).
@@ -98,6 +98,9 @@ class SPGNet(ClassMapNetwork):
         super().__init__()
         self.backbone = as_backbone(backbone)
         name, large_feature_map = self.backbone.name, self.backbone.large_feature_map
+        if name == "vgg16" and "pool4" in self.backbone.units:
+            # wsolevaluation's VggSpg (wsol/vgg.py L182-185): pool4 is a 3x3/s2/p1 max-pool, not 2x2/s2
+            self.backbone.units["pool4"] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         default_units = DEFAULT_GUIDANCE_UNITS.get((name, large_feature_map)) or self.backbone.last_units(2, skip_last=1)
         units = tuple(default_units if backbone_units is None else backbone_units)
         names = self.backbone.unit_names
