@@ -150,7 +150,7 @@ def run_commands(
     return fit, test
 
 
-def _failure_reason(log: Path, returncode: int, stage: str) -> str:
+def failure_reason(log: Path, returncode: int, stage: str) -> str:
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     last = next((line for line in reversed(lines) if not line.startswith(("warnings.warn", "  "))), "")
     return f"{stage} exited with status {returncode}: {last[:300]}" if last else f"{stage} exited with status {returncode}"
@@ -198,7 +198,7 @@ def run(
         if returncode != 0:
             if returncode in (130, -2):
                 raise KeyboardInterrupt
-            result.reason, result.log = _failure_reason(log, returncode, stage), str(log)
+            result.reason, result.log = failure_reason(log, returncode, stage), str(log)
             result.save()
             return result
     summary = read_summary(folder)

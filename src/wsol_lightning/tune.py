@@ -54,10 +54,10 @@ import torch
 import yaml
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from wsol_lightning.benchmark import METRICS, _failure_reason, config_uses_wandb
+from wsol_lightning import models
+from wsol_lightning.benchmark import METRICS, config_uses_wandb, failure_reason
 from wsol_lightning.benchmark import run as fit_and_test
 from wsol_lightning.errors import UserError
-from wsol_lightning.models import _MODELS as MODELS
 from wsol_lightning.models import WSOLModule
 from wsol_lightning.models.search_space import Param
 
@@ -244,7 +244,7 @@ class Tuner:
             raise KeyboardInterrupt
         status_path = folder / STATUS_NAME
         status = json.loads(status_path.read_text()) if status_path.is_file() else {}
-        reason = _failure_reason(log, returncode, "fit") if returncode != 0 else (
+        reason = failure_reason(log, returncode, "fit") if returncode != 0 else (
             "" if status.get("values") else f"fit reported no val metric (see {log})")
         if reason:
             trial.set_user_attr("fail_reason", reason)
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several machines, can share one study through --storage.",
         epilog="Searched model.init_args (details: --list-space): "
         + "; ".join(f"{cls.__name__}: {', '.join(dict.fromkeys(p.name for p in cls.SEARCH_SPACE))}"
-                    for cls in dict.fromkeys(MODELS.values())) + ".",
+                    for cls in map(models.model_class, models.available_models())) + ".",
     )
     parser.add_argument("--config", action="append", required=True,
                         help="the method's config (repeatable, as in wsol fit)")

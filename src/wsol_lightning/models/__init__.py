@@ -35,13 +35,17 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def get_model(name: str, **kwargs: object) -> WSOLModule:
-    """Instantiate a method by its folder name (``"cam"``, ``"acol"``, ...)."""
+def model_class(name: str) -> type[WSOLModule]:
+    """The LightningModule class of a method by its folder name (``"cam"``, ``"acol"``, ...)."""
     try:
-        cls = _MODELS[name.lower()]
+        return _MODELS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
-    return cls(**kwargs)
+
+
+def get_model(name: str, **kwargs: object) -> WSOLModule:
+    """Instantiate a method by its folder name."""
+    return model_class(name)(**kwargs)
 
 
 __all__ = [
@@ -59,4 +63,5 @@ __all__ = [
     "WSOLModule",
     "available_models",
     "get_model",
+    "model_class",
 ]
