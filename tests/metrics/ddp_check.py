@@ -1,5 +1,8 @@
 """Two-process CPU (gloo) check: sharded updates + sync equal the single-process metrics exactly.
 
+Also the Evaluator with ``overlap`` (issue 24): each rank evaluates its batches on the worker
+thread; the synced states and values equal one process evaluating every batch serially.
+
 Run as a script (``python tests/metrics/ddp_check.py``); prints ``DDP OK`` and exits 0 on success.
 ``test_ddp.py`` launches it in a subprocess.
 """
@@ -20,11 +23,14 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics_cases import random_boxes, smooth_map  # noqa: E402
+from test_evaluator import cam_evaluator, evaluation_steps  # noqa: E402
 
 from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc  # noqa: E402
 
 N_IMAGES = 11
 SHARDS = [range(0, 7), range(7, N_IMAGES)]  # uneven on purpose
+EVALUATOR_BATCHES = 5
+EVALUATOR_SHARDS = [[0, 1, 2], [3, 4]]
 
 
 def _data() -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -70,12 +76,30 @@ def _evaluate(indices: list[int]) -> dict[str, object]:
     per_iou = metrics["maxboxacc_v2"].compute_per_iou()
     result["maxboxacc_v2/per_iou"] = {str(k): [a.item(), t.item()] for k, (a, t) in per_iou.items()}
     result["maxboxacc_v2/curve"] = metrics["maxboxacc_v2"].box_accuracy_curve()[1].tolist()
+    result.update(_synced_states(metrics))
+    return result
+
+
+def _synced_states(metrics: dict[str, torch.nn.Module], prefix: str = "") -> dict[str, object]:
+    """Every metric state after the sync across processes (as lists)."""
+    states: dict[str, object] = {}
     for name, metric in metrics.items():
         metric.sync(should_sync=dist.is_available() and dist.is_initialized())
         for state in metric._defaults:
-            result[f"{name}/state/{state}"] = getattr(metric, state).tolist()
+            states[f"{prefix}{name}/state/{state}"] = getattr(metric, state).tolist()
         if metric._is_synced:
             metric.unsync()
+    return states
+
+
+def _evaluate_with_evaluator(batches: list[int], overlap: bool) -> dict[str, object]:
+    """CAM's Evaluator fed ``batches`` of :func:`evaluation_steps` (the worker thread with ``overlap``)."""
+    steps = evaluation_steps(seed=1, batches=EVALUATOR_BATCHES)
+    evaluator = cam_evaluator(overlap)
+    for index in batches:
+        evaluator.update(steps[index])
+    result: dict[str, object] = {f"evaluator/value/{k}": v.tolist() for k, v in evaluator.compute(0.3).items()}
+    result.update(_synced_states(dict(evaluator.metrics.items()), prefix="evaluator/"))
     return result
 
 
@@ -83,7 +107,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=len(SHARDS))
     try:
-        result = _evaluate(list(SHARDS[rank]))
+        result = {**_evaluate(list(SHARDS[rank])), **_evaluate_with_evaluator(EVALUATOR_SHARDS[rank], overlap=True)}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
@@ -97,7 +121,8 @@ def _free_port() -> int:
 
 def main() -> int:
     torch.set_num_threads(1)
-    single = _evaluate(list(range(N_IMAGES)))
+    single = {**_evaluate(list(range(N_IMAGES))),
+              **_evaluate_with_evaluator(list(range(EVALUATOR_BATCHES)), overlap=False)}
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=len(SHARDS), join=True)
         ranks = [json.loads(Path(out_dir, f"rank{r}.json").read_text()) for r in range(len(SHARDS))]

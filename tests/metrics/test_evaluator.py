@@ -1,17 +1,13 @@
 """The Evaluator's overlap (issue 24): metric updates on a worker thread leave the states of the serial path.
 
-The 2-process DDP half is ``evaluator_ddp_check.py`` (a subprocess: each rank evaluates its shard
-overlapped, and the synced states equal one serial process's).
+The 2-process DDP half is in ``ddp_check.py`` (``test_ddp.py``): each rank evaluates its batches
+overlapped, and the synced states equal one serial process's.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -134,16 +130,6 @@ def test_a_worker_error_surfaces_by_compute_and_the_next_epoch_starts_clean() ->
     for step in _numbered_steps(2):
         evaluator.update(step)
     assert int(evaluator.compute()["count"]) == 4
-
-
-def test_two_process_ddp_overlapped_evaluation_equals_one_serial_process() -> None:
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(here.parents[1] / "src"), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, str(here / "evaluator_ddp_check.py")], capture_output=True, text=True,
-                            env=env, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "EVALUATOR DDP OK" in result.stdout
 
 
 def test_overlap_under_inference_mode_after_a_reset_in_it() -> None:
