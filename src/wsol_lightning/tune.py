@@ -64,6 +64,8 @@ from wsol_lightning.models.search_space import Param
 STATUS_NAME = "tune_trial.json"
 METRIC_KEYS = ("maxboxacc_v2", "pxap")  # "auto": the first one the val split logs
 HEARTBEAT_SECONDS = 60
+#: ``--pruner`` choices (the trials' reporters build the same pruner: Optuna does not store it)
+PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 
 
 # -- what is searched -------------------------------------------------------------------------
@@ -140,10 +142,13 @@ class TrialReporter(Callback):
         study_name: the study.
         trial_id: the trial's storage id.
         metric: ``auto`` (``maxboxacc_v2``, else ``pxap``) or a val metric name.
+        pruner: ``median`` or ``none`` (:data:`PRUNERS`), the tuner's ``--pruner``.
     """
 
-    def __init__(self, storage: str, study_name: str, trial_id: int, metric: str = "auto") -> None:
+    def __init__(self, storage: str, study_name: str, trial_id: int, metric: str = "auto",
+                 pruner: str = "median") -> None:
         self.storage, self.study_name, self.trial_id, self.metric = storage, study_name, trial_id, metric
+        self.pruner = pruner
         self.values: list[tuple[int, float]] = []
         self._trial: optuna.Trial | None = None
 
@@ -171,7 +176,9 @@ class TrialReporter(Callback):
         pruned = False
         if trainer.is_global_zero:
             if self._trial is None:
-                study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+                # the pruner is not stored with the study: without it Optuna would use its default median pruner
+                study = optuna.load_study(study_name=self.study_name, storage=self.storage,
+                                          pruner=PRUNERS[self.pruner]())
                 self._trial = optuna.trial.Trial(study, self.trial_id)
             self._trial.report(value, trainer.current_epoch)
             self.values.append((trainer.current_epoch, value))
@@ -200,6 +207,7 @@ class Tuner:
     storage: str
     output: Path
     metric: str = "auto"
+    pruner: str = "median"
 
     @property
     def trials_folder(self) -> Path:
@@ -234,7 +242,7 @@ class Tuner:
             "--trainer.callbacks+=wsol_lightning.tune.TrialReporter", "--trainer.callbacks.storage", self.storage,
             "--trainer.callbacks.study_name", self.study_name,
             "--trainer.callbacks.trial_id", str(trial._trial_id),  # the storage id the reporter reopens
-            "--trainer.callbacks.metric", self.metric]
+            "--trainer.callbacks.metric", self.metric, "--trainer.callbacks.pruner", self.pruner]
         trial.set_user_attr("folder", str(folder))
         log = folder / "fit.log"
         with log.open("w") as handle:
@@ -277,9 +285,8 @@ def create_study(name: str, storage: str, sampler: str, seed: int | None, pruner
     except Exception as err:  # noqa: BLE001 - a bad URL or a missing driver: tell the user
         raise UserError(f"--storage {storage}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
     samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
-    pruners = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
     return optuna.create_study(storage=backend, study_name=name, direction="maximize", load_if_exists=True,
-                               sampler=samplers[sampler](seed=seed), pruner=pruners[pruner]())
+                               sampler=samplers[sampler](seed=seed), pruner=PRUNERS[pruner]())
 
 
 def finished(study: optuna.Study) -> int:
@@ -359,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="runs/tune", help="folder of the study, trials and best config")
     parser.add_argument("--sampler", choices=("random", "tpe"), default="random",
                         help="random search (default, as wsolevaluation) or TPE")
-    parser.add_argument("--pruner", choices=("median", "none"), default="median",
+    parser.add_argument("--pruner", choices=tuple(PRUNERS), default="median",
                         help="stop trials below the median of earlier ones at the same epoch (default) or never")
     parser.add_argument("--seed", type=int, default=None,
                         help="sampler seed (per process: give each process its own, or none)")
@@ -407,7 +414,8 @@ def main(args: Sequence[str] | None = None) -> int:
         name = options.study or configs[-1].stem
         output.mkdir(parents=True, exist_ok=True)
         storage = options.storage or f"sqlite:///{(output / f'{name}.db').resolve()}"
-        tuner = Tuner(configs, overrides, search_space(cls, overrides), name, storage, output, options.metric)
+        tuner = Tuner(configs, overrides, search_space(cls, overrides), name, storage, output, options.metric,
+                      options.pruner)
         base_config = tuner.resolved_config()  # the configs and overrides parse before any trial
         study = create_study(name, storage, options.sampler, options.seed, options.pruner)
     except UserError as err:

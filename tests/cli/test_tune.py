@@ -134,3 +134,26 @@ def test_a_trial_that_raises_is_failed_with_its_reason_and_the_study_goes_on(
     assert "FloatingPointError" in failed.user_attrs["fail_reason"] and "diverged" in failed.user_attrs["fail_reason"]
     assert "trial 0: FAILED: fit exited with status 1" in out and "best: trial 1" in out
     assert (tmp_path / "f_best.yaml").is_file()
+
+
+@pytest.mark.parametrize("pruner, pruned", [("median", True), ("none", False)])
+def test_the_reporter_prunes_with_the_tuners_pruner(pruner: str, pruned: bool, tmp_path: Path) -> None:
+    """A trial far below the median of five finished ones is pruned by ``median``, never by ``none``."""
+    from types import SimpleNamespace
+
+    import torch
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = tune.create_study("s", storage, "random", 0, pruner)
+    for value in (50.0, 60.0, 70.0, 80.0, 90.0):
+        trial = study.ask()
+        trial.report(value, 0)
+        study.tell(trial, value)
+    trial = study.ask()
+    reporter = tune.TrialReporter(storage, "s", trial._trial_id, pruner=pruner)
+    trainer = SimpleNamespace(
+        sanity_checking=False, is_global_zero=True, current_epoch=0, default_root_dir=str(tmp_path),
+        callback_metrics={"val/maxboxacc_v2": torch.tensor(5.0)}, should_stop=False,
+        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision))
+    reporter.on_validation_end(trainer, None)
+    assert trainer.should_stop is pruned
