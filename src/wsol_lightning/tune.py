@@ -177,7 +177,7 @@ class TrialReporter(Callback):
         if trainer.is_global_zero:
             if self._trial is None:
                 # the pruner is not stored with the study: without it Optuna would use its default median pruner
-                study = optuna.load_study(study_name=self.study_name, storage=self.storage,
+                study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage),
                                           pruner=PRUNERS[self.pruner]())
                 self._trial = optuna.trial.Trial(study, self.trial_id)
             self._trial.report(value, trainer.current_epoch)
@@ -277,11 +277,17 @@ class Tuner:
         return yaml.safe_load(done.stdout)
 
 
+def open_storage(storage: str, **options: Any) -> optuna.storages.RDBStorage:
+    """The study's storage; SQLite waits up to a minute for its lock (the tuner's heartbeat and its trials
+    write to one file from several processes; a busy machine can hold it past SQLite's default 5 s)."""
+    engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(storage, engine_kwargs=engine, **options)
+
+
 def create_study(name: str, storage: str, sampler: str, seed: int | None, pruner: str) -> optuna.Study:
     """Create or load (``load_if_exists``) the maximizing study, with a heartbeat on the storage."""
     try:
-        backend = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_SECONDS,
-                                             grace_period=3 * HEARTBEAT_SECONDS)
+        backend = open_storage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS)
     except Exception as err:  # noqa: BLE001 - a bad URL or a missing driver: tell the user
         raise UserError(f"--storage {storage}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
     samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}

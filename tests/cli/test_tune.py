@@ -90,7 +90,8 @@ def test_study_writes_a_best_config_that_fits_and_a_second_process_continues_it(
     common = ["--config", str(config), "--study", "s", "--storage", storage, "--output", str(output), "--seed", "0"]
     first = wsol("tune", *common, "--n_trials", "3", "--", *TINY_RUN, pythonpath=tmp_path)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
-    assert [t.state for t in trials(storage, "s")] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert [t.state for t in trials(storage, "s")] == [optuna.trial.TrialState.COMPLETE] * 3, [
+        (t.params, t.user_attrs.get("fail_reason")) for t in trials(storage, "s")]
     for trial in trials(storage, "s"):
         summary = yaml.safe_load((Path(trial.user_attrs["folder"]) / "summary.json").read_text())
         assert "fit" in summary and "test" not in summary

@@ -60,7 +60,6 @@ def test_overlapped_and_serial_evaluation_leave_identical_states_and_values() ->
         serial.update(step)
     for step in evaluation_steps(seed=0, batches=7):  # fresh steps: no shared cached resize/sweep
         overlapped.update(step)
-    assert overlapped._pending or overlapped._worker is not None  # the worker path really ran
     values_serial, values_overlapped = serial.compute(0.3), overlapped.compute(0.3)
     assert {"maxboxacc_v2", "gt_known_loc", "top1_loc", "pxap", "pxap_with_object"} <= set(values_serial)
     expected, got = states(serial), states(overlapped)
@@ -83,12 +82,14 @@ class _SlowCount(Metric):
         self.fail_on = fail_on
         self.calls = 0
         self.order: list[int] = []
+        self.threads: set[threading.Thread] = set()
 
     def update(self, step: EvaluationStep) -> None:
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("NaN in the map of batch 3")
         time.sleep(0.02)
+        self.threads.add(threading.current_thread())
         self.order.append(int(step.labels[0]))
         self.count += len(step.labels)
 
@@ -117,7 +118,12 @@ def test_the_queue_is_bounded_and_updates_run_in_batch_order() -> None:
     assert most_waiting <= 2  # update() blocked instead of queueing all ten batches
     assert int(evaluator.compute()["count"]) == 20
     assert metric.order == list(range(10))
-    assert threading.current_thread() is threading.main_thread()
+    (worker,) = metric.threads  # one thread, not the caller's
+    assert worker is not threading.current_thread() and worker.name.startswith("wsol-evaluator")
+    evaluator.close()
+    assert evaluator._worker is None and not worker.is_alive()
+    evaluator.update(_numbered_steps(1)[0])  # a closed evaluator takes batches again
+    assert int(evaluator.compute()["count"]) == 22
 
 
 def test_a_worker_error_surfaces_by_compute_and_the_next_epoch_starts_clean() -> None:

@@ -227,8 +227,10 @@ class Evaluator(nn.Module):
         self._pending.append(future)
 
     def _raise_finished_errors(self) -> None:
-        done = [future for future in self._pending if future.done()]
-        self._pending = [future for future in self._pending if not future.done()]
+        done, still = [], []
+        for future in self._pending:  # one done() per future: one finishing meanwhile is in exactly one list
+            (done if future.done() else still).append(future)
+        self._pending = still
         for future in done:
             future.result()
 
@@ -239,6 +241,15 @@ class Evaluator(nn.Module):
         first = next((error for error in errors if error is not None), None)
         if first is not None:
             raise first
+
+    def close(self) -> None:
+        """Wait for the pending batches and stop the worker thread (a later update starts a new one)."""
+        try:
+            self.wait()
+        finally:
+            if self._worker is not None:
+                self._worker.shutdown(wait=True)
+                self._worker = None
 
     def compute(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
         """Every metric's values (synchronized across processes), names without the stage prefix."""

@@ -216,6 +216,11 @@ class WSOLModule(pl.LightningModule):
         if datamodule is not None and hasattr(datamodule, "provided_fields"):
             self.build_evaluators(set(datamodule.provided_fields), datamodule.class_names())
 
+    def teardown(self, stage: str) -> None:
+        """Stop the evaluators' worker threads at the end of fit/validate/test."""
+        for evaluator in self.evaluators.values():
+            evaluator.close()
+
     def _evaluator(self, stage: str, batch: WSOLBatch) -> Evaluator:
         """The stage's evaluator; without a datamodule declaring its fields, the first batch's fields."""
         if stage not in self.evaluators:
