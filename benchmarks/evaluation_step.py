@@ -31,9 +31,9 @@ from wsol_lightning.metrics import GTKnownLoc, TopKLoc
 from wsol_lightning.models import CAM
 
 
-def make_batch(images: int, image_size: int, num_classes: int) -> WSOLBatch:
-    """Random images in [0, 1], labels and one random GT box per image."""
-    generator = torch.Generator().manual_seed(0)
+def make_batch(images: int, image_size: int, num_classes: int, seed: int = 0) -> WSOLBatch:
+    """Random images in [0, 1], labels and one random GT box per image (from ``seed``)."""
+    generator = torch.Generator().manual_seed(seed)
     corners = torch.randint(0, image_size // 2, (images, 2), generator=generator)
     sizes = torch.randint(image_size // 8, image_size // 2, (images, 2), generator=generator)
     boxes = torch.cat([corners, corners + sizes], dim=1)[:, None, :]

@@ -32,6 +32,7 @@ import warnings
 
 import pytorch_lightning as pl
 import torch
+from evaluation_step import make_batch  # this folder's script (on sys.path when run as a script)
 from torch.utils.data import DataLoader
 
 from wsol_lightning.data import WSOLBatch
@@ -53,22 +54,9 @@ class ForwardOnlyCAM(CAM):
 
 
 def fixed_batches(images: int, batch_size: int, image_size: int) -> list[WSOLBatch]:
-    """Random images in [0, 1], labels and one random box per image, cut into batches (seed 0)."""
-    generator = torch.Generator().manual_seed(0)
-    batches = []
-    for start in range(0, images, batch_size):
-        n = min(batch_size, images - start)
-        corners = torch.randint(0, image_size // 2, (n, 2), generator=generator)
-        sizes = torch.randint(image_size // 8, image_size // 2, (n, 2), generator=generator)
-        batches.append(WSOLBatch(
-            image=torch.rand(n, 3, image_size, image_size, generator=generator),
-            label=torch.randint(0, NUM_CLASSES, (n,), generator=generator),
-            boxes=torch.cat([corners, corners + sizes], dim=1)[:, None, :],
-            num_boxes=torch.ones(n, dtype=torch.long),
-            image_id=[f"random_{start + i}" for i in range(n)],
-            orig_size=torch.full((n, 2), image_size, dtype=torch.long),
-        ))
-    return batches
+    """``evaluation_step.make_batch`` batches (random images, one random box each), one seed per batch."""
+    return [make_batch(min(batch_size, images - start), image_size, NUM_CLASSES, seed=start)
+            for start in range(0, images, batch_size)]
 
 
 def build_models(backbone: str) -> dict[str, CAM]:

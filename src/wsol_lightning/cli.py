@@ -37,6 +37,7 @@ import signal
 import sys
 import warnings
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
@@ -84,6 +85,16 @@ SMOKE_ARGS = {
 #: ``--ckpt_path`` values Lightning resolves itself.
 CKPT_ALIASES = ("last", "best", "hpc", "registry")
 INTERRUPTED_STATUS = 130
+
+
+def model_flags(tokens: Iterable[str]) -> set[str]:
+    """The model init arguments that command-line tokens set (``--model.init_args.x`` / ``--model.x``)."""
+    names = set()
+    for token in tokens:
+        match = re.match(r"--model\.(?:init_args\.)?([A-Za-z_]\w*)(?:=|$)", token)
+        if match and match.group(1) not in ("class_path", "init_args", "dict_kwargs", "help"):
+            names.add(match.group(1))
+    return names
 
 
 def _wandb_has_credentials() -> bool:
@@ -206,13 +217,7 @@ class WSOLCLI(LightningCLI):
         super().parse_arguments(parser, args)
 
     def _command_line_model_args(self) -> set[str]:
-        """The model init arguments given as flags (``--model.init_args.x`` / ``--model.x``)."""
-        names = set()
-        for token in getattr(self, "_argv", []):
-            match = re.match(r"--model\.(?:init_args\.)?([A-Za-z_]\w*)(?:=|$)", token)
-            if match and match.group(1) not in ("class_path", "init_args", "dict_kwargs", "help"):
-                names.add(match.group(1))
-        return names
+        return model_flags(getattr(self, "_argv", []))
 
     def _parse_ckpt_path(self) -> None:
         """Refuse a missing, unreadable or other-method checkpoint, then read its hyperparameters.

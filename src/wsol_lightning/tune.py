@@ -39,7 +39,6 @@ import importlib
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -57,6 +56,7 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from wsol_lightning import models
 from wsol_lightning.benchmark import METRICS, config_uses_wandb, failure_reason
 from wsol_lightning.benchmark import run as fit_and_test
+from wsol_lightning.cli import model_flags
 from wsol_lightning.errors import UserError
 from wsol_lightning.models import WSOLModule
 from wsol_lightning.models.search_space import Param
@@ -100,18 +100,9 @@ def model_class(configs: Sequence[Path], overrides: Sequence[str] = ()) -> type:
     return cls
 
 
-def fixed_names(overrides: Sequence[str]) -> set[str]:
-    """Model init arguments the overrides set (``--model.init_args.x`` / ``--model.x``)."""
-    names = set()
-    for token in overrides:
-        if match := re.match(r"--model\.(?:init_args\.)?([A-Za-z_]\w*)(?:=|$)", token):
-            names.add(match.group(1))
-    return names
-
-
 def search_space(cls: type, overrides: Sequence[str] = ()) -> tuple[Param, ...]:
     """``cls.SEARCH_SPACE`` without the arguments the overrides fix."""
-    fixed = fixed_names(overrides)
+    fixed = model_flags(overrides)
     return tuple(p for p in cls.SEARCH_SPACE if p.name not in fixed)
 
 
@@ -339,7 +330,7 @@ def write_best_config(tuner: Tuner, study: optuna.Study, config: dict[str, Any])
 
 def list_space(cls: type, config: str, overrides: Sequence[str]) -> str:
     """The search space of ``cls`` as a table (arguments fixed by the overrides marked)."""
-    fixed = fixed_names(overrides)
+    fixed = model_flags(overrides)
     lines = [f"{cls.__name__} ({config}): model.init_args.<name>, searched by wsol tune"]
     for param in cls.SEARCH_SPACE:
         lines.append(param.describe() + ("  [fixed by an override]" if param.name in fixed else ""))
