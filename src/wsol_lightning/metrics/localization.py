@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from wsol_lightning.cam.boxes import box_iou, union_boxes
 from wsol_lightning.cam.hits import BoxesLike, threshold_hits, validate_iou_thresholds
 from wsol_lightning.cam.maps import as_numpy_float64, cam_thresholds, normalize_cam
+from wsol_lightning.metrics.percent import PercentMetric
 
 if TYPE_CHECKING:
     from wsol_lightning.metrics.evaluator import EvaluationStep
@@ -35,7 +35,7 @@ def _first_argmax(values: torch.Tensor) -> int:
     return int(np.argmax(values.detach().cpu().numpy()))
 
 
-class MaxBoxAccV2(Metric):
+class MaxBoxAccV2(PercentMetric):
     """MaxBoxAccV2 (default) or MaxBoxAcc v1 of wsolevaluation, in percent.
 
     ``BoxAcc(t, delta)`` is the share of images whose best box at CAM threshold ``t`` has
@@ -55,11 +55,6 @@ class MaxBoxAccV2(Metric):
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 100.0
     requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
 
     hits: torch.Tensor
@@ -212,7 +207,7 @@ class GTKnownLoc(MaxBoxAccV2):
         return values
 
 
-class TopKLoc(Metric):
+class TopKLoc(PercentMetric):
     """Top-k localization accuracy in percent: class right AND box IoU >= 0.5, at one CAM threshold.
 
     ``update(cams, boxes, correct)`` takes the ground-truth class's maps and ``correct[i]`` =
@@ -233,11 +228,6 @@ class TopKLoc(Metric):
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 100.0
     requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
 
     gt_known_hits: torch.Tensor
@@ -334,7 +324,7 @@ class TopKLoc(Metric):
         return torch.tensor(self.thresholds[best], dtype=torch.float64)
 
 
-class UnionBoxLoc(Metric):
+class UnionBoxLoc(PercentMetric):
     """Top-1, Top-5 and GT-known Loc (percent) with the union box at one fixed threshold.
 
     SPA's and DANet's own protocol (SPA_CVPR2021 @32bf2d5 ``utils/localization.py`` ``'union'``
@@ -351,9 +341,6 @@ class UnionBoxLoc(Metric):
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
     requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
     gt_known_hits: torch.Tensor
     top1_hits: torch.Tensor

@@ -6,15 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from wsol_lightning.cam.maps import as_numpy_float64, normalize_cam, pxap_bin_edges
+from wsol_lightning.metrics.percent import PercentMetric
 
 if TYPE_CHECKING:
     from wsol_lightning.metrics.evaluator import EvaluationStep
 
 
-class PxAP(Metric):
+class PxAP(PercentMetric):
     """Pixel average precision of normalized maps against object masks, in percent.
 
     Scores (per-map min-max normalized, float64) of object and background pixels are histogrammed
@@ -38,11 +38,6 @@ class PxAP(Metric):
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-    plot_lower_bound = 0.0
-    plot_upper_bound = 100.0
 
     positive_hist: torch.Tensor
     negative_hist: torch.Tensor
