@@ -67,6 +67,7 @@ from wsol_lightning.callbacks.wandb_report import tag_wandb_logger_config  # noq
 from wsol_lightning.data import WSOLDataModule  # noqa: E402
 from wsol_lightning.errors import CheckpointError, find_user_error  # noqa: E402
 from wsol_lightning.models import WSOLModule  # noqa: E402
+from wsol_lightning.models.components.init_from import read_network_state  # noqa: E402
 
 #: Subcommands handled outside LightningCLI, with the module whose ``main(args) -> int`` runs them.
 TOOLS = {
@@ -245,8 +246,11 @@ class WSOLCLI(LightningCLI):
                 dict_kwargs.pop(key, None)
 
     def before_instantiate_classes(self) -> None:
-        """W&B: tags and group before the logger exists, files under the run folder."""
+        """A fit's ``init_from`` file readable; W&B: tags and group before the logger exists, files under the run folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        init_from = config.get("model.init_args.init_from") if self.subcommand == "fit" else None
+        if init_from:
+            read_network_state(init_from)  # its one-line error before the trainer starts
         tag_wandb_logger_config(config)
         root = config.get("trainer.default_root_dir") or os.getcwd()
         loggers = config.get("trainer.logger")

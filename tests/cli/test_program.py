@@ -64,6 +64,17 @@ def test_test_predict_export_compare_exit_zero_and_write_their_outputs(fitted: P
     assert "| test |" in (tmp_path / "report" / "comparison.md").read_text()
 
 
+def test_i2c_second_stage_fits_from_a_cam_checkpoint(fitted: Path, tmp_path: Path) -> None:
+    """I2C's two stages: its fit starts from the CAM run's tensors (``init_from``), each reported."""
+    checkpoint = str(fitted / "checkpoints" / "last.ckpt")
+    result = wsol("fit", *tiny(tmp_path, "experiments/i2c.yaml", "--model.init_args.init_from", checkpoint))
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    summary = re.search(rf"init_from {re.escape(checkpoint)}: (\d+) tensors loaded, (\d+) kept", output)
+    assert summary and int(summary[1]) > 100, output[-3000:]  # the whole Lite0 backbone
+    assert re.search(r"^  loaded +backbone\.", output, re.M) and re.search(r"^  new +", output, re.M)
+
+
 def _one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-3000:]
@@ -81,6 +92,8 @@ def test_user_errors_are_one_line_and_status_2(fitted: Path, tmp_path: Path) -> 
                          "--model.init_args.pretrained", "true", env={"TORCH_HOME": str(tmp_path / "th")}),
                     "resnet50", str(tmp_path / "th"))
     _one_line_error(wsol("fit", "--config", CAM, "--model.init_args.backbone", "resnet9"), "resnet9")
+    _one_line_error(wsol("fit", *tiny(tmp_path / "i2c"), "--model.init_args.init_from", str(tmp_path / "cam.ckpt")),
+                    "init_from", str(tmp_path / "cam.ckpt"))
     _one_line_error(wsol("fit", "--config", CAM, "--data.batch_size", "0"), "data.batch_size")
     _one_line_error(wsol("fit", "--config", CAM, "--model.init_args.lr_typo", "0.1"), "lr_typo")
     _one_line_error(wsol("test", "--config", CAM, "--ckpt_path", str(tmp_path / "nope.ckpt")), "nope.ckpt")

@@ -36,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from lightning_utilities.core.apply_func import apply_to_collection
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 
@@ -46,6 +47,7 @@ from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc, Union
 from wsol_lightning.metrics.diagnostics import PartFocus, SkullShare
 from wsol_lightning.metrics.evaluator import ClassificationAccuracy, EvaluationStep, Evaluator
 from wsol_lightning.models.components.backbones import Backbone, build_backbone
+from wsol_lightning.models.components.init_from import load_matching_weights
 from wsol_lightning.models.components.label_loss import label_loss
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput
 from wsol_lightning.models.components.options import require
@@ -97,6 +99,10 @@ class WSOLModule(pl.LightningModule):
             normalized map: ``*/top1_loc_union``, ``*/top5_loc_union``, ``*/gt_known_loc_union``, the
             tight box around every pixel ``>=`` it with IoU ``> 0.5`` (:class:`~wsol_lightning.metrics.UnionBoxLoc`);
             ``None``: off. SPA's CUB script evaluates 0.1, 0.25, 0.3, 0.35, DANet's 0.05-0.3.
+        init_from: a Lightning checkpoint or a saved state dict whose tensors initialize the network
+            where name and shape match, when a fit starts (a resumed fit's ``--ckpt_path`` still wins);
+            each tensor is reported as loaded, kept or new. I2C's second stage: a trained CAM's
+            checkpoint (:func:`~wsol_lightning.models.components.init_from.load_matching_weights`).
     """
 
     #: Whether the method's losses read multi-hot targets (``multilabel``).
@@ -125,6 +131,7 @@ class WSOLModule(pl.LightningModule):
         evaluation_overlap: bool = True,
         initial_cam_threshold: float | None = None,
         union_box_threshold: float | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         require(bias_lr_multiplier > 0, "bias_lr_multiplier", "positive", bias_lr_multiplier)
@@ -209,7 +216,9 @@ class WSOLModule(pl.LightningModule):
             self.evaluators[stage] = evaluator.to(self.device)
 
     def setup(self, stage: str) -> None:
-        """Build the evaluators for the datamodule's dataset (its declared fields and class names)."""
+        """Build the evaluators for the datamodule's dataset; at fit, load ``init_from``."""
+        if stage == "fit" and self.hparams.init_from is not None:
+            rank_zero_info(load_matching_weights(self.model, self.hparams.init_from).report())
         if stage == "predict":
             return
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
