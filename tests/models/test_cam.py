@@ -60,6 +60,22 @@ def test_parameter_groups_put_new_layers_and_resnet_layer4_at_the_head_rate() ->
     assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
 
 
+def test_head_lr_prefixes_are_wsolevaluations_name_pattern_groups() -> None:
+    """ACoL/SPG-ResNet50 in wsolevaluation: layer4 at 10x, the new heads at 1x (main.py L141-153)."""
+    from wsol_lightning.errors import ConfigError
+    from wsol_lightning.models import ACoL
+
+    model = ACoL(num_classes=4, backbone="resnet18", lr=0.01, head_lr_prefixes=["backbone.units.layer4"])
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in model.parameter_groups()}
+    assert id(model.model.backbone.units["layer4_1"].conv2.weight) in groups["head"]
+    assert id(model.model.classifier.layers[0].weight) in groups["backbone"]
+    assert id(model.model.classifier_erased.layers[4].weight) in groups["backbone"]
+    head = {n for n, p in model.model.named_parameters() if id(p) in groups["head"]}
+    assert head and all(n.startswith("backbone.units.layer4") for n in head)
+    with pytest.raises(ConfigError, match="head_lr_prefixes must be prefixes .* got 'backbone.layer4'"):
+        ACoL(num_classes=4, backbone="resnet18", head_lr_prefixes=["backbone.layer4"])
+
+
 def test_minmax_normalize_constant_and_nan_maps_become_zeros() -> None:
     maps = torch.stack([torch.full((3, 3), 7.0), torch.arange(9.0).view(3, 3), torch.full((3, 3), float("nan"))])
     out = minmax_normalize(maps)

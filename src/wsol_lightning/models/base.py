@@ -73,6 +73,11 @@ class WSOLModule(pl.LightningModule):
         optimizer: ``sgd`` (momentum, Nesterov, as the papers) or ``adam``.
         lr: learning rate of the pretrained backbone.
         head_lr_multiplier: learning-rate factor of the new layers (papers: 10).
+        head_lr_prefixes: instead of "new layers and marked backbone units", the network parameters
+            whose names start with one of these train at the multiplied rate, all others at ``lr``
+            (wsolevaluation's name-pattern groups: ACoL/SPG-ResNet50 ``[backbone.units.layer4]``,
+            their new heads at 1x; SPG-VGG16 adds the pretrained ``backbone.units.conv4``/``conv5``).
+            Each prefix must match a parameter.
         bias_lr_multiplier: extra learning-rate factor of bias parameters in both groups (the
             original ACoL, SPA, DANet and I2C code: 2, i.e. backbone biases 2x and head biases
             20x the base rate; wsolevaluation: 1).
@@ -119,6 +124,7 @@ class WSOLModule(pl.LightningModule):
         optimizer: Literal["sgd", "adam"] = "sgd",
         lr: float = 0.01,
         head_lr_multiplier: float = 10.0,
+        head_lr_prefixes: list[str] | None = None,
         bias_lr_multiplier: float = 1.0,
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
@@ -145,6 +151,11 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model: LocalizationNetwork = self.build_model()
+        names = [name for name, _ in self.model.named_parameters()]
+        for prefix in head_lr_prefixes or ():
+            modules = sorted({name.rsplit(".", 2)[0] for name in names})
+            require(any(name.startswith(prefix) for name in names), "head_lr_prefixes",
+                    f"prefixes of the network's parameter names ({', '.join(modules[:6])}, ...)", prefix)
         initial = float("nan") if initial_cam_threshold is None else initial_cam_threshold
         self.register_buffer("cam_threshold", torch.tensor(initial, dtype=torch.float64))
         self.evaluators = nn.ModuleDict()
@@ -420,7 +431,7 @@ class WSOLModule(pl.LightningModule):
 
     # -- optimization ---------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Backbone parameters at ``lr``; new layers and head-lr backbone units at the multiplier.
+        """Backbone parameters at ``lr``; new layers and head-lr backbone units (or ``head_lr_prefixes``) at the multiplier.
 
         With ``bias_lr_multiplier != 1`` each group is split into weights and biases, the biases at
         the group's rate times the multiplier.
@@ -428,7 +439,10 @@ class WSOLModule(pl.LightningModule):
         hp = self.hparams
         backbone = getattr(self.model, "backbone", None)
         base_names: set[str] = set()
-        if backbone is not None:
+        if hp.head_lr_prefixes is not None:
+            prefixes = tuple(hp.head_lr_prefixes)
+            base_names = {n for n, _ in self.model.named_parameters() if not n.startswith(prefixes)}
+        elif backbone is not None:
             head_units = backbone.head_lr_parameter_names()
             base_names = {
                 f"backbone.{n}" for n, _ in backbone.named_parameters() if n not in head_units and "_inserted" not in n
