@@ -151,11 +151,12 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model: LocalizationNetwork = self.build_model()
-        names = [name for name, _ in self.model.named_parameters()]
-        for prefix in head_lr_prefixes or ():
-            modules = sorted({name.rsplit(".", 2)[0] for name in names})
-            require(any(name.startswith(prefix) for name in names), "head_lr_prefixes",
-                    f"prefixes of the network's parameter names ({', '.join(modules[:6])}, ...)", prefix)
+        if head_lr_prefixes:
+            names = [name for name, _ in self.model.named_parameters()]
+            modules = ", ".join(sorted({name.rsplit(".", 2)[0] for name in names})[:6])
+            for prefix in head_lr_prefixes:
+                require(any(name.startswith(prefix) for name in names), "head_lr_prefixes",
+                        f"prefixes of the network's parameter names ({modules}, ...)", prefix)
         initial = float("nan") if initial_cam_threshold is None else initial_cam_threshold
         self.register_buffer("cam_threshold", torch.tensor(initial, dtype=torch.float64))
         self.evaluators = nn.ModuleDict()
