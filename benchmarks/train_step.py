@@ -4,6 +4,7 @@ Run by hand (figures go into BENCHMARKS.md):
 
     python benchmarks/train_step.py --backbone resnet18 --image-size 112 --batch-size 32
     python benchmarks/train_step.py --methods cam acol --backbone resnet50 --image-size 224 --device cuda
+    python benchmarks/train_step.py --backbone efficientnet_lite0 --image-size 128 --experiment-configs --compare-memory-format
 
 A step is forward + every training loss + backward + optimizer step (the module's own optimizer),
 on a fixed random batch whose labels come in same-class pairs (so the pair methods have partners).
@@ -47,14 +48,16 @@ def make_batch(batch_size: int, image_size: int, num_classes: int, device: torch
     return training_batch(images.to(device), labels.to(device))
 
 
-def build_stepper(name: str, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+def build_stepper(name: str, args: argparse.Namespace, device: torch.device,
+                  channels_last: bool = True) -> Callable[[], None]:
     """One training step of method ``name`` on a fixed batch, as a closure."""
     init_args = experiment_init_args(name) if args.experiment_configs else {}
-    init_args.update(num_classes=args.num_classes, backbone=args.backbone, pretrained=False)
+    init_args.update(num_classes=args.num_classes, backbone=args.backbone, pretrained=False,
+                     channels_last=channels_last)
     model = get_model(name, **init_args).to(device)
     model.train()
     batch = make_batch(args.batch_size, args.image_size, args.num_classes, device)
-    return module_step(model, batch, args.bf16)
+    return module_step(model, model.on_after_batch_transfer(batch, 0), args.bf16)
 
 
 def module_step(model: torch.nn.Module, batch: WSOLBatch, bf16: bool = False) -> Callable[[], None]:
@@ -117,6 +120,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--compare-memory-format", action="store_true",
+                        help="also time every method with channels_last: false (contiguous NCHW), interleaved, "
+                             "and print the NCHW / channels-last ratio")
     parser.add_argument("--experiment-configs", action="store_true",
                         help="build each method with the model init_args of experiments/<method>.yaml "
                              "(backbone, classes and pretrained still from the flags); default: paper defaults")
@@ -128,7 +134,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results = time_interleaved({m: build_stepper(m, args, device) for m in methods}, args, device)
+    steppers = {m: build_stepper(m, args, device) for m in methods}
+    if args.compare_memory_format:
+        steppers.update({f"{m} (NCHW)": build_stepper(m, args, device, channels_last=False) for m in methods})
+    results = time_interleaved(steppers, args, device)
     cam = results.get("cam")
     print(f"backbone={args.backbone} image={args.image_size} batch={args.batch_size} device={args.device} "
           f"bf16={args.bf16} experiment_configs={args.experiment_configs} threads={torch.get_num_threads()}")
@@ -138,6 +147,11 @@ def main() -> None:
         ratio = f"{seconds / cam[0]:.2f}" if cam else "-"
         cpu_ratio = f"{cpu_seconds / cam[1]:.2f}" if cam else "-"
         print(f"| {name} | {seconds:.3f} | {ratio} | {cpu_seconds:.3f} | {cpu_ratio} |")
+    if args.compare_memory_format:
+        print("\n| method | NCHW / channels-last (wall) | (CPU) |\n|---|---|---|")
+        for name in methods:
+            (fast, fast_cpu), (slow, slow_cpu) = results[name], results[f"{name} (NCHW)"]
+            print(f"| {name} | {slow / fast:.2f} | {slow_cpu / fast_cpu:.2f} |")
 
 
 if __name__ == "__main__":

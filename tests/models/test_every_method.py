@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_cli_args
+from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.export import export_model, load_module
-from wsol_lightning.models import available_models
+from wsol_lightning.models import available_models, get_model
 
 SMALL = ["--data.dataset.image_size", "32", "--data.resize_size", "36", "--data.crop_size", "32"]
 #: What a method's synthetic config needs at batch size 8 (MCIS pairs 4 different-class pairs in 32).
@@ -48,3 +48,24 @@ def test_fit_validate_test_predict_export(method: str, tmp_path: Path) -> None:
     torch.testing.assert_close(maps, reference_maps, atol=1e-4, rtol=1e-4)
     index = torch.arange(2)
     torch.testing.assert_close(maps[index, top.classes], top.maps, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", available_models())
+def test_channels_last_is_the_same_network(method: str) -> None:
+    """``channels_last`` (the default) stores 4-D weights and batch images NHWC; outputs equal NCHW's."""
+    modules = {}
+    for channels_last in (True, False):
+        torch.manual_seed(0)
+        modules[channels_last] = get_model(method, backbone="resnet18", channels_last=channels_last).eval()
+    weights = [p for p in modules[True].model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert not all(p.is_contiguous(memory_format=torch.channels_last)
+                   for p in modules[False].model.parameters() if p.dim() == 4)
+    batch = make_batch(torch.rand(2, 3, 64, 64), torch.tensor([0, 1]))
+    converted = modules[True].on_after_batch_transfer(batch, 0).image
+    assert converted.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = modules[True].model.localize_all_classes(converted)
+        reference = modules[False].model.localize_all_classes(torch.rand(2, 3, 64, 64).copy_(converted))
+    for ours, theirs in zip(fast, reference):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-3)

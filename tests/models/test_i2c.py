@@ -312,3 +312,18 @@ def test_cli_attribute_level_without_attributes_fails_with_the_key(tmp_path: Pat
     args = tiny_cli_args("experiments/i2c.yaml", str(tmp_path), *extra)
     with pytest.raises(ValueError, match="the dataset's attributes: true"):
         run_cli(["fit", *args])
+
+
+def test_gc_reads_the_bank_before_this_steps_update_by_hand() -> None:
+    """GC is ``|| G_y - c ||`` with the bank of the previous step; the update comes after (official order)."""
+    model = tiny_model(seed_sampling="raster", gc_weight=1.0).eval()
+    bank = model.model.centroid_bank
+    previous = torch.linspace(-1.0, 1.0, bank.centroids.shape[1])
+    bank.centroids[1] = previous
+    bank.visit_count[1] = 3
+    image = torch.randn(1, 3, 32, 32)
+    losses = model.training_losses(make_batch(image.repeat(2, 1, 1, 1), torch.tensor([1, 1])))
+    eta = math.exp(-bank.momentum_decay * 3)
+    centre = (bank.centroids[1] - (1 - eta) * previous) / eta  # the pair's centre, from the update
+    assert bank.visit_count[1] == 4
+    assert losses["gc"].item() == pytest.approx(torch.linalg.vector_norm(previous - centre).item(), rel=1e-4)

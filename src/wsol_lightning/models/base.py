@@ -108,6 +108,9 @@ class WSOLModule(pl.LightningModule):
             where name and shape match, when a fit starts (a resumed fit's ``--ckpt_path`` still wins);
             each tensor is reported as loaded, kept or new. I2C's second stage: a trained CAM's
             checkpoint (:func:`~wsol_lightning.models.components.init_from.load_matching_weights`).
+        channels_last: keep the network's 4-D weights and the batches' images in channels-last
+            (NHWC) memory: the same values up to float rounding, faster training steps on CPU
+            (BENCHMARKS.md, "Memory format") and the layout tensor cores use; ``false``: contiguous NCHW.
     """
 
     #: Whether the method's losses read multi-hot targets (``multilabel``).
@@ -138,6 +141,7 @@ class WSOLModule(pl.LightningModule):
         initial_cam_threshold: float | None = None,
         union_box_threshold: float | None = None,
         init_from: str | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         require(bias_lr_multiplier > 0, "bias_lr_multiplier", "positive", bias_lr_multiplier)
@@ -151,6 +155,8 @@ class WSOLModule(pl.LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.model: LocalizationNetwork = self.build_model()
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if head_lr_prefixes:
             names = [name for name, _ in self.model.named_parameters()]
             modules = ", ".join(sorted({name.rsplit(".", 2)[0] for name in names})[:6])
@@ -302,6 +308,12 @@ class WSOLModule(pl.LightningModule):
         return {"ce": F.cross_entropy(logits, batch.label)}
 
     # -- training -------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``channels_last``, the images in the network's memory format."""
+        if self.hparams.channels_last and isinstance(batch, WSOLBatch):
+            batch.image = batch.image.contiguous(memory_format=torch.channels_last)
+        return batch
+
     def training_step(self, batch: WSOLBatch, batch_idx: int) -> torch.Tensor:
         self._check_targets(batch)
         losses = self.training_losses(batch)
