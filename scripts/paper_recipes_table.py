@@ -72,24 +72,45 @@ def paper_targets(papers_readme: Path) -> tuple[dict, dict]:
     return maxboxacc, top1
 
 
+def protocol(recipe: Path) -> tuple[str, str]:
+    """The recipe's ``# protocol:`` (``wsolevaluation`` or ``paper``) and the logged test metric to compare.
+
+    wsolevaluation recipes: ``test/maxboxacc_v2``. Paper recipes: the paper's Top-1 Loc, i.e. the
+    union-box metric where the recipe sets ``union_box_threshold`` (SPA, DANet's protocol), else Top-1
+    Loc at the threshold chosen on val (the classic protocol).
+    """
+    text = recipe.read_text()
+    match = re.search(r"^# protocol: (\w+)", text, re.M)
+    if match is None:
+        raise SystemExit(f"{recipe}: no '# protocol:' line in its header (add it to its source and rebuild)")
+    if match.group(1) == "wsolevaluation":
+        return "wsolevaluation", "`test/maxboxacc_v2`"
+    if re.search(r"^\s+union_box_threshold: [\d.]+", text, re.M):
+        return "paper", "`test/top1_loc_union`"
+    return "paper", "`test/top1_loc_at_val_threshold`"
+
+
 def table(papers_readme: Path) -> str:
     """The markdown table of every recipe in ``experiments/paper``."""
     maxboxacc, top1 = paper_targets(papers_readme)
     lines = [
-        "| recipe | method | backbone | dataset | MaxBoxAccV2 (wsolevaluation) | Top-1 Loc (paper) |",
-        "|---|---|---|---|---|---|",
+        "| recipe | method | backbone | dataset | protocol | compare | MaxBoxAccV2 (wsolevaluation) | Top-1 Loc (paper) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for recipe in sorted((REPO / "experiments" / "paper").glob("*.yaml")):
         method, rest = recipe.stem.split("_", 1)
         backbone, dataset = rest.rsplit("_", 1)
         key = (method, backbone, dataset)
+        kind, metric = protocol(recipe)
         box = maxboxacc.get(key, "—")
+        if kind == "paper" and box != "—":
+            box = f"({box}: wsolevaluation's own recipe, not this one)"
         loc = "—"
         if key in top1:
             value, conf, variant = top1[key]
             notes = ", ".join(note for note in ("unverified" if conf == "M" else conf, variant) if note)
             loc = "not available" if value == "?" else f"{value} ({notes})"
-        lines.append(f"| `{recipe.name}` | {method} | {backbone} | {dataset} | {box} | {loc} |")
+        lines.append(f"| `{recipe.name}` | {method} | {backbone} | {dataset} | {kind} | {metric} | {box} | {loc} |")
     return "\n".join(lines)
 
 
