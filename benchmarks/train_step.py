@@ -49,7 +49,7 @@ def make_batch(batch_size: int, image_size: int, num_classes: int, device: torch
 
 
 def build_stepper(name: str, args: argparse.Namespace, device: torch.device,
-                  channels_last: bool = True) -> Callable[[], None]:
+                  channels_last: bool = False) -> Callable[[], None]:
     """One training step of method ``name`` on a fixed batch, as a closure."""
     init_args = experiment_init_args(name) if args.experiment_configs else {}
     init_args.update(num_classes=args.num_classes, backbone=args.backbone, pretrained=False,
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--compare-memory-format", action="store_true",
-                        help="also time every method with channels_last: false (contiguous NCHW), interleaved, "
+                        help="also time every method with channels_last: true (NHWC), interleaved, "
                              "and print the NCHW / channels-last ratio")
     parser.add_argument("--experiment-configs", action="store_true",
                         help="build each method with the model init_args of experiments/<method>.yaml "
@@ -136,7 +136,7 @@ def main() -> None:
     torch.manual_seed(0)
     steppers = {m: build_stepper(m, args, device) for m in methods}
     if args.compare_memory_format:
-        steppers.update({f"{m} (NCHW)": build_stepper(m, args, device, channels_last=False) for m in methods})
+        steppers.update({f"{m} (channels-last)": build_stepper(m, args, device, channels_last=True) for m in methods})
     results = time_interleaved(steppers, args, device)
     cam = results.get("cam")
     print(f"backbone={args.backbone} image={args.image_size} batch={args.batch_size} device={args.device} "
@@ -150,7 +150,7 @@ def main() -> None:
     if args.compare_memory_format:
         print("\n| method | NCHW / channels-last (wall) | (CPU) |\n|---|---|---|")
         for name in methods:
-            (fast, fast_cpu), (slow, slow_cpu) = results[name], results[f"{name} (NCHW)"]
+            (slow, slow_cpu), (fast, fast_cpu) = results[name], results[f"{name} (channels-last)"]
             print(f"| {name} | {slow / fast:.2f} | {slow_cpu / fast_cpu:.2f} |")
 
 

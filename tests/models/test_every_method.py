@@ -52,7 +52,7 @@ def test_fit_validate_test_predict_export(method: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", available_models())
 def test_channels_last_is_the_same_network(method: str) -> None:
-    """``channels_last`` (the default) stores 4-D weights and batch images NHWC; outputs equal NCHW's."""
+    """``channels_last: true`` stores 4-D weights and batch images NHWC; outputs equal NCHW's (the default)."""
     modules = {}
     for channels_last in (True, False):
         torch.manual_seed(0)
@@ -64,6 +64,7 @@ def test_channels_last_is_the_same_network(method: str) -> None:
     batch = make_batch(torch.rand(2, 3, 64, 64), torch.tensor([0, 1]))
     converted = modules[True].on_after_batch_transfer(batch, 0).image
     assert converted.is_contiguous(memory_format=torch.channels_last)
+    assert get_model(method, backbone="resnet18").hparams.channels_last is False
     with torch.no_grad():
         fast = modules[True].model.localize_all_classes(converted)
         reference = modules[False].model.localize_all_classes(torch.rand(2, 3, 64, 64).copy_(converted))
