@@ -327,3 +327,24 @@ def test_gc_reads_the_bank_before_this_steps_update_by_hand() -> None:
     centre = (bank.centroids[1] - (1 - eta) * previous) / eta  # the pair's centre, from the update
     assert bank.visit_count[1] == 4
     assert losses["gc"].item() == pytest.approx(torch.linalg.vector_norm(previous - centre).item(), rel=1e-4)
+
+
+def test_vgg16_d1_pools_and_smoothing_as_the_official_vgg_i2c() -> None:
+    """``vgg_pooling: acol`` + ``large_feature_map``: configuration D1 (3x3/s2 pools, stride-1 pools after
+    conv4/conv5); ``feature_smoothing``: the head and the seeds read the 3x3/s1 average of the feature."""
+    torch.manual_seed(0)
+    model = I2C(num_classes=3, backbone="vgg16", large_feature_map=True, vgg_pooling="acol",
+                feature_smoothing=True).eval()
+    backbone = model.model.backbone
+    pools = [(name, unit) for name, unit in backbone.units.items() if isinstance(unit, torch.nn.MaxPool2d)]
+    assert [(p.kernel_size, p.stride, p.padding) for _, p in pools] == [(3, 2, 1)] * 3 + [(3, 1, 1)] * 2
+    assert backbone.unit_names.index(pools[3][0]) == backbone.unit_names.index("conv4") + 1
+    assert backbone.unit_names.index(pools[4][0]) == backbone.unit_names.index("conv5") + 1
+    images = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        out = model.model(images)
+        expected = torch.nn.functional.avg_pool2d(backbone(images), 3, stride=1, padding=1)
+    assert out.class_maps.shape[-2:] == (28, 28)
+    torch.testing.assert_close(out.seed_features, expected)
+    plain = I2C(num_classes=3, backbone="vgg16").model.backbone
+    assert all(unit.kernel_size == 2 for unit in plain.units.values() if isinstance(unit, torch.nn.MaxPool2d))

@@ -8,8 +8,9 @@ import torch
 
 from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.models.acol.loss import acol_losses
-from wsol_lightning.models.acol.torch_model import ACoLNet, VGGPooling
+from wsol_lightning.models.acol.torch_model import ACoLNet
 from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.components.backbones import VGGPooling
 from wsol_lightning.models.search_space import LR, unit
 
 

@@ -15,10 +15,9 @@ from torch import nn
 
 from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models.components import Backbone, as_backbone, gather_class_maps, global_average
+from wsol_lightning.models.components.backbones import VGGPooling, use_acol_vgg_pools
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput
 from wsol_lightning.models.components.options import require, require_choice
-
-VGGPooling = Literal["acol", "torchvision"]
 
 
 class ACoLOutput(NamedTuple):
@@ -116,7 +115,7 @@ class ACoLNet(LocalizationNetwork):
         self.backbone = as_backbone(backbone)
         name = self.backbone.name
         if name == "vgg16" and vgg_pooling == "acol":
-            self._use_acol_vgg_pools(self.backbone.large_feature_map)
+            use_acol_vgg_pools(self.backbone)
         if feature_smoothing is None:
             feature_smoothing = name == "vgg16"
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
@@ -124,16 +123,6 @@ class ACoLNet(LocalizationNetwork):
         init = head_init or ("he" if name.startswith("resnet") else "xavier")
         self.classifier = ACoLClassifier(channels, num_classes, init, head_width)
         self.classifier_erased = ACoLClassifier(channels, num_classes, init, head_width)
-
-    def _use_acol_vgg_pools(self, large_feature_map: bool) -> None:
-        units = self.backbone.units
-        for name in ("pool1", "pool2", "pool3", "pool4"):
-            if name in units:
-                units[name] = nn.MaxPool2d(3, stride=2, padding=1)
-        stride_one_after = ["conv4", "conv5"] if large_feature_map else ["conv5"]
-        self.backbone.insert_after(
-            stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1)
-        )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The shared feature map ``F`` both classifiers read."""

@@ -34,6 +34,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -200,6 +201,23 @@ def _vgg16(pretrained: bool, large_feature_map: bool) -> Backbone:
 
 
 # -- ResNet ----------------------------------------------------------------------------------
+#: VGG16's max-pools: ``acol`` = ACoL's 3x3 pools (:func:`use_acol_vgg_pools`), ``torchvision`` = 2x2/s2.
+VGGPooling = Literal["acol", "torchvision"]
+
+
+def use_acol_vgg_pools(backbone: Backbone) -> None:
+    """ACoL's VGG16 pooling: pool1-pool4 as 3x3/s2/p1 max-pools, a 3x3/s1/p1 max-pool after conv5.
+
+    With ``large_feature_map`` (pool4 removed) the stride-1 pool follows conv4 too: 28x28 maps at
+    224 px, the pools of the official ACoL code and of I2C's ``vgg_i2c.py`` (configuration ``D1``).
+    """
+    for name in ("pool1", "pool2", "pool3", "pool4"):
+        if name in backbone.units:
+            backbone.units[name] = nn.MaxPool2d(3, stride=2, padding=1)
+    stride_one_after = ["conv4", "conv5"] if backbone.large_feature_map else ["conv5"]
+    backbone.insert_after(stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1))
+
+
 def _set_first_block_stride_one(layer: nn.Sequential) -> None:
     block = layer[0]
     conv = block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1

@@ -13,6 +13,7 @@ from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.errors import ConfigError
 from wsol_lightning.models.base import WSOLModule
 from wsol_lightning.models.components import gather_class_maps
+from wsol_lightning.models.components.backbones import VGGPooling
 from wsol_lightning.models.components.options import require, require_choice
 from wsol_lightning.models.i2c.loss import (
     attribute_consistency_loss,
@@ -56,6 +57,11 @@ class I2C(WSOLModule):
         head: ``i2c`` (official 3-layer conv head) or ``cam`` (the CAM baseline's neck + GAP-linear).
         head_width: channels of the ``i2c`` head (official: 1024).
         head_dropout: dropout of the ``i2c`` head (official: 0.5; active when the seed CAM is computed).
+        vgg_pooling: VGG16 only. ``acol``: ACoL's 3x3 max-pools, with ``large_feature_map`` the
+            official ``vgg_i2c.py`` configuration ``D1`` (3x3/s2 pools, stride-1 pools after conv4
+            and conv5: 28x28 maps at 224 px); ``torchvision``: 2x2/s2 (wsolevaluation's VGG16).
+        feature_smoothing: a 3x3/s1 average pool on the backbone feature before the head and the
+            seeds (official VGG16: ``feat4``); off: the feature as the backbone gives it.
         consistency_unit: ``class`` (paper: same-class pairs, class centroids) or ``attribute``
             (attribute-overlap-weighted pairs, per-attribute centroids).
         num_attributes: size of the per-attribute bank with ``consistency_unit: attribute``; 0 takes
@@ -78,6 +84,8 @@ class I2C(WSOLModule):
         head: Literal["i2c", "cam"] = "i2c",
         head_width: int = 1024,
         head_dropout: float = 0.5,
+        vgg_pooling: VGGPooling = "torchvision",
+        feature_smoothing: bool = False,
         consistency_unit: Literal["class", "attribute"] = "class",
         num_attributes: int = 0,
         **kwargs: Any,

@@ -20,8 +20,9 @@ from wsol_lightning.models.components import (
     build_cam_neck,
     global_average,
 )
+from wsol_lightning.models.components.backbones import VGGPooling, use_acol_vgg_pools
 from wsol_lightning.models.components.network import ClassMapNetwork
-from wsol_lightning.models.components.options import require
+from wsol_lightning.models.components.options import require, require_choice
 
 
 class I2COutput(NamedTuple):
@@ -124,7 +125,8 @@ class I2CNet(ClassMapNetwork):
 
     Args:
         backbone, num_classes: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
-        head, head_width, head_dropout, centroid_momentum_decay: see :class:`~wsol_lightning.models.i2c.I2C`.
+        head, head_width, head_dropout, vgg_pooling, feature_smoothing, centroid_momentum_decay: see
+            :class:`~wsol_lightning.models.i2c.I2C`.
         num_attributes: size of the per-attribute bank ``attribute_bank`` (attribute-level
             consistency); 0: none (:meth:`add_attribute_bank` adds it later).
     """
@@ -136,12 +138,18 @@ class I2CNet(ClassMapNetwork):
         head: Literal["i2c", "cam"] = "i2c",
         head_width: int = 1024,
         head_dropout: float = 0.5,
+        vgg_pooling: VGGPooling = "torchvision",
+        feature_smoothing: bool = False,
         centroid_momentum_decay: float = 0.002,
         num_attributes: int = 0,
     ) -> None:
         super().__init__()
         require(num_attributes >= 0, "num_attributes", ">= 0", num_attributes)
+        require_choice("vgg_pooling", vgg_pooling, ("acol", "torchvision"))
         self.backbone = as_backbone(backbone)
+        if self.backbone.name == "vgg16" and vgg_pooling == "acol":
+            use_acol_vgg_pools(self.backbone)
+        self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
         channels = self.backbone.out_channels
         if head == "i2c":
             self.head: nn.Module = I2CHead(channels, num_classes, head_width, head_dropout)
@@ -163,7 +171,7 @@ class I2CNet(ClassMapNetwork):
         return self.attribute_bank
 
     def forward(self, images: torch.Tensor) -> I2COutput:
-        features = self.backbone(images)
+        features = self.smoothing(self.backbone(images))
         logits, maps = self.head(features)
         return I2COutput(logits, maps, features)
 
