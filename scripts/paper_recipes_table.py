@@ -83,6 +83,8 @@ def protocol(recipe: Path) -> tuple[str, str]:
     match = re.search(r"^# protocol: (\w+)", text, re.M)
     if match is None:
         raise SystemExit(f"{recipe}: no '# protocol:' line in its header (add it to its source and rebuild)")
+    if match.group(1) not in ("wsolevaluation", "paper"):
+        raise SystemExit(f"{recipe}: '# protocol: {match.group(1)}' is neither wsolevaluation nor paper")
     if match.group(1) == "wsolevaluation":
         return "wsolevaluation", "`test/maxboxacc_v2`"
     if re.search(r"^\s+union_box_threshold: [\d.]+", text, re.M):

@@ -28,7 +28,6 @@ import torch
 
 from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models import get_model
-from wsol_lightning.models.components.backbones import IMAGENET_MEAN, IMAGENET_STD
 
 #: Our method -> (wsolevaluation architecture_type, our init args that are wsolevaluation's settings).
 METHODS: dict[str, tuple[str, dict]] = {
@@ -42,6 +41,13 @@ METHODS: dict[str, tuple[str, dict]] = {
 #: wsolevaluation's keyword arguments (main.py ``_set_model``) for the settings above.
 OFFICIAL_KWARGS = {"dataset_name": "CUB", "adl_drop_rate": 0.75, "adl_drop_threshold": 0.9, "acol_drop_threshold": 0.6}
 TOLERANCE = 1e-4
+#: wsolevaluation's input normalization (data_loaders.py L30-31), independent of our backbone constants.
+OFFICIAL_MEAN, OFFICIAL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def official_input(images: torch.Tensor) -> torch.Tensor:
+    """``[0, 1]`` images normalized as wsolevaluation's loaders do (ours normalize inside the network)."""
+    return (images - torch.tensor(OFFICIAL_MEAN).view(1, 3, 1, 1)) / torch.tensor(OFFICIAL_STD).view(1, 3, 1, 1)
 
 
 def official_network(official: Path, architecture_type: str, backbone: str, num_classes: int,
@@ -76,7 +82,8 @@ def deterministic_weights(module: torch.nn.Module) -> None:
     """Fill ``module``'s floating tensors from their position in its state dict alone.
 
     Tensor ``i`` is drawn from a generator seeded with ``i``: weights ``N(0, 2/fan_in)`` (He), BatchNorm
-    scales ``1 + N(0, 0.01)``, biases and running means ``N(0, 0.01)``, running variances ``U[0.5, 1.5)``.
+    scales ``0.5 + N(0, 0.05^2)`` (so that ResNet50's residual stream stays of order 1), biases and
+    running means ``N(0, 0.1^2)``, running variances ``U[0.5, 1.5)``.
     Two networks whose state dicts align position by position (as the official and ours do) get the
     same weights, so golden outputs need no stored weights.
     """
@@ -90,7 +97,7 @@ def deterministic_weights(module: torch.nn.Module) -> None:
         elif value.dim() > 1:
             filled[key] = torch.randn(value.shape, generator=generator) * math.sqrt(2 / value[0].numel())
         elif key.endswith("weight"):
-            filled[key] = 1 + 0.1 * torch.randn(value.shape, generator=generator)
+            filled[key] = 0.5 + 0.05 * torch.randn(value.shape, generator=generator)
         else:
             filled[key] = 0.1 * torch.randn(value.shape, generator=generator)
     module.load_state_dict(filled)
@@ -109,7 +116,7 @@ def write_golden(official: Path, output: Path, args: argparse.Namespace) -> None
     """Official logits and normalized maps on :func:`deterministic_weights`, one entry per method/backbone."""
     images = golden_images(args.image_size)
     labels = torch.arange(len(images)) % args.num_classes
-    normalized = (images - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    normalized = official_input(images)
     arrays: dict[str, np.ndarray] = {"images": images.numpy(), "labels": labels.numpy()}
     for method in args.methods:
         architecture_type = METHODS[method][0]
@@ -125,8 +132,8 @@ def write_golden(official: Path, output: Path, args: argparse.Namespace) -> None
     arrays["source"] = np.array(
         f"clovaai/wsolevaluation @ {commit or 'unknown commit'}; "
         f"python benchmarks/parity/wsolevaluation.py --official <checkout> --methods {' '.join(args.methods)} "
-        f"--backbones {' '.join(args.backbones)} --num-classes {args.num_classes} --image-size {args.image_size} "
-        f"--write-golden {output}"
+        f"--backbones {' '.join(args.backbones)} --num-classes {args.num_classes} --image-size {args.image_size}"
+        f"{' --large-feature-map' if args.large_feature_map else ''} --write-golden {output}"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(output, **arrays)
@@ -143,7 +150,7 @@ def compare(official: Path, method: str, backbone: str, args: argparse.Namespace
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=generator)
     labels = torch.arange(args.batch_size) % args.num_classes
-    normalized = (images - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    normalized = official_input(images)
     with torch.no_grad():
         their_logits = theirs(normalized)["logits"]
         their_maps = theirs(normalized, labels, return_cam=True)
@@ -170,7 +177,7 @@ def main() -> int:
     parser.add_argument("--large-feature-map", action="store_true")
     parser.add_argument("--write-golden", type=Path, default=None,
                         help="instead of comparing, write the official outputs on deterministic weights to this "
-                             ".npz (tests/fixtures/parity/wsolevaluation.npz; tests/models/test_parity_golden.py reads it)")
+                             ".npz (tests/data/parity/wsolevaluation.npz; tests/models/test_parity_golden.py reads it)")
     parser.add_argument("--official-commit", default=None,
                         help="the checkout's commit for the fixture's source line (default: git rev-parse HEAD there)")
     args = parser.parse_args()
@@ -190,7 +197,8 @@ def main() -> int:
     for method in args.methods:
         for backbone in args.backbones:
             row = compare(args.official, method, backbone, args)
-            worst = max(worst, row["logits"], row["maps"])
+            # a NaN difference (a non-finite output) must fail, not vanish in max()
+            worst = max(worst, *(d if math.isfinite(d) else math.inf for d in (row["logits"], row["maps"])))
             print(f"| {method} | {backbone} | {row['tensors']} | {row['map']} | {row['logits']:.1e} | "
                   f"{row['maps']:.1e} | {row['scale']:.4g} |")
     print(f"largest difference {worst:.1e} (tolerance {TOLERANCE:g})")

@@ -200,7 +200,6 @@ def _vgg16(pretrained: bool, large_feature_map: bool) -> Backbone:
     return Backbone("vgg16", units, channels, large_feature_map=large_feature_map)
 
 
-# -- ResNet ----------------------------------------------------------------------------------
 #: VGG16's max-pools: ``acol`` = ACoL's 3x3 pools (:func:`use_acol_vgg_pools`), ``torchvision`` = 2x2/s2.
 VGGPooling = Literal["acol", "torchvision"]
 
@@ -218,6 +217,7 @@ def use_acol_vgg_pools(backbone: Backbone) -> None:
     backbone.insert_after(stride_one_after, lambda _unit, _channels: nn.MaxPool2d(3, stride=1, padding=1))
 
 
+# -- ResNet ----------------------------------------------------------------------------------
 def _set_first_block_stride_one(layer: nn.Sequential) -> None:
     block = layer[0]
     conv = block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1
