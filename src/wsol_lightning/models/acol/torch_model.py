@@ -15,9 +15,9 @@ from torch import nn
 
 from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.models.components import Backbone, as_backbone, gather_class_maps, global_average
-from wsol_lightning.models.components.backbones import VGGPooling, use_acol_vgg_pools
+from wsol_lightning.models.components.backbones import VGGPooling, apply_vgg_pooling
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput
-from wsol_lightning.models.components.options import require, require_choice
+from wsol_lightning.models.components.options import require
 
 
 class ACoLOutput(NamedTuple):
@@ -109,13 +109,11 @@ class ACoLNet(LocalizationNetwork):
     ) -> None:
         super().__init__()
         require(0.0 < foreground_threshold <= 1.0, "foreground_threshold", "in (0, 1]", foreground_threshold)
-        require_choice("vgg_pooling", vgg_pooling, ("acol", "torchvision"))
         self.foreground_threshold = foreground_threshold
         self.erasing = erasing
         self.backbone = as_backbone(backbone)
         name = self.backbone.name
-        if name == "vgg16" and vgg_pooling == "acol":
-            use_acol_vgg_pools(self.backbone)
+        apply_vgg_pooling(self.backbone, vgg_pooling)
         if feature_smoothing is None:
             feature_smoothing = name == "vgg16"
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()

@@ -42,6 +42,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from wsol_lightning.errors import ConfigError, UserError
+from wsol_lightning.models.components.options import require_choice
 
 BACKBONES = ("vgg16", "resnet50", "inception_v3", "resnet18", "efficientnet_lite0")
 #: Prefix of any timm model used as a backbone (``timm/convnext_tiny``).
@@ -200,16 +201,21 @@ def _vgg16(pretrained: bool, large_feature_map: bool) -> Backbone:
     return Backbone("vgg16", units, channels, large_feature_map=large_feature_map)
 
 
-#: VGG16's max-pools: ``acol`` = ACoL's 3x3 pools (:func:`use_acol_vgg_pools`), ``torchvision`` = 2x2/s2.
+#: VGG16's max-pools: ``acol`` = ACoL's 3x3 pools (:func:`apply_vgg_pooling`), ``torchvision`` = 2x2/s2.
 VGGPooling = Literal["acol", "torchvision"]
 
 
-def use_acol_vgg_pools(backbone: Backbone) -> None:
-    """ACoL's VGG16 pooling: pool1-pool4 as 3x3/s2/p1 max-pools, a 3x3/s1/p1 max-pool after conv5.
+def apply_vgg_pooling(backbone: Backbone, vgg_pooling: VGGPooling) -> None:
+    """Set a VGG16 backbone's max-pools (the ``vgg_pooling`` option; other backbones are left as they are).
 
-    With ``large_feature_map`` (pool4 removed) the stride-1 pool follows conv4 too: 28x28 maps at
-    224 px, the pools of the official ACoL code and of I2C's ``vgg_i2c.py`` (configuration ``D1``).
+    ``acol``: pool1-pool4 as 3x3/s2/p1 max-pools, a 3x3/s1/p1 max-pool after conv5; with
+    ``large_feature_map`` (pool4 removed) the stride-1 pool follows conv4 too: 28x28 maps at 224 px,
+    the pools of the official ACoL code and of I2C's ``vgg_i2c.py`` (configuration ``D1``).
+    ``torchvision``: unchanged.
     """
+    require_choice("vgg_pooling", vgg_pooling, ("acol", "torchvision"))
+    if backbone.name != "vgg16" or vgg_pooling != "acol":
+        return
     for name in ("pool1", "pool2", "pool3", "pool4"):
         if name in backbone.units:
             backbone.units[name] = nn.MaxPool2d(3, stride=2, padding=1)

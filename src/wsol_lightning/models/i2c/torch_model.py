@@ -20,9 +20,9 @@ from wsol_lightning.models.components import (
     build_cam_neck,
     global_average,
 )
-from wsol_lightning.models.components.backbones import VGGPooling, use_acol_vgg_pools
+from wsol_lightning.models.components.backbones import VGGPooling, apply_vgg_pooling
 from wsol_lightning.models.components.network import ClassMapNetwork
-from wsol_lightning.models.components.options import require, require_choice
+from wsol_lightning.models.components.options import require
 
 
 class I2COutput(NamedTuple):
@@ -145,10 +145,8 @@ class I2CNet(ClassMapNetwork):
     ) -> None:
         super().__init__()
         require(num_attributes >= 0, "num_attributes", ">= 0", num_attributes)
-        require_choice("vgg_pooling", vgg_pooling, ("acol", "torchvision"))
         self.backbone = as_backbone(backbone)
-        if self.backbone.name == "vgg16" and vgg_pooling == "acol":
-            use_acol_vgg_pools(self.backbone)
+        apply_vgg_pooling(self.backbone, vgg_pooling)
         self.smoothing = nn.AvgPool2d(3, stride=1, padding=1) if feature_smoothing else nn.Identity()
         channels = self.backbone.out_channels
         if head == "i2c":
