@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -20,6 +21,7 @@ from wsol_lightning.data.samplers import (
     UnpaddedDistributedSampler,
     dataset_labels,
 )
+from wsol_lightning.data.transforms import IMAGE_RESIZES
 from wsol_lightning.errors import ConfigError
 
 
@@ -42,6 +44,9 @@ class WSOLDataModule(pl.LightningDataModule):
             ``None``: ``Synthetic()``.
         resize_size: training resize side before the random crop (paper recipe: 256).
         crop_size: training crop and evaluation image side (paper recipe: 224).
+        image_resize: how images are resized, in training and evaluation: ``"opencv"``
+            (``cv2.INTER_LINEAR``, no antialiasing) or ``"pil"`` (PIL's antialiased bilinear, i.e.
+            torchvision's ``Resize``: wsolevaluation's and the papers' PyTorch code's).
         batch_size: training batch size per process.
         eval_batch_size: evaluation batch size (defaults to ``batch_size``).
         num_workers: loader worker processes.
@@ -61,6 +66,7 @@ class WSOLDataModule(pl.LightningDataModule):
         dataset: DatasetSpec | None = None,
         resize_size: int = 72,
         crop_size: int = 64,
+        image_resize: Literal["opencv", "pil"] = "opencv",
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -77,6 +83,8 @@ class WSOLDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.eval_batch_size must be a positive integer, got {eval_batch_size}")
         if num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if image_resize not in IMAGE_RESIZES:
+            raise ConfigError(f"data.image_resize must be one of {', '.join(IMAGE_RESIZES)}, got {image_resize!r}")
         if resize_size < crop_size:
             raise ConfigError(f"data.resize_size ({resize_size}) must be >= data.crop_size ({crop_size})")
         if dataset is None:
@@ -88,6 +96,7 @@ class WSOLDataModule(pl.LightningDataModule):
         self.dataset = dataset
         self.resize_size = resize_size
         self.crop_size = crop_size
+        self.image_resize = image_resize
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -100,10 +109,14 @@ class WSOLDataModule(pl.LightningDataModule):
     def build_dataset(self, split: str) -> WSOLDataset:
         """Build (uncached) one split of the configured dataset (``predict``: the ``predict_dir`` folder)."""
         if split == "predict":
-            return ImageFolderDataset(self.hparams.predict_dir, self.crop_size)
-        if split not in ("train", "val", "test"):
+            dataset = ImageFolderDataset(self.hparams.predict_dir, self.crop_size)
+        elif split in ("train", "val", "test"):
+            dataset = self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
+        else:
             raise ConfigError(f"split must be train, val, test or predict, got {split!r}")
-        return self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
+        if self.image_resize != "opencv":
+            dataset.use_image_resize(self.image_resize)
+        return dataset
 
     def get_dataset(self, split: str) -> WSOLDataset:
         if split not in self._datasets:

@@ -3,7 +3,12 @@
 * Training: resize to ``resize_size`` x ``resize_size`` (square, aspect ratio not kept), random
   crop ``crop_size``, horizontal flip. Boxes are carried by albumentations (they feed
   only visualisation: the training loss is image-level).
-* Evaluation: resize to ``crop_size`` x ``crop_size``, no crop. GT boxes are rescaled exactly as the
+* Evaluation: resize to ``crop_size`` x ``crop_size``, no crop.
+* Image resize (both): ``"opencv"`` (default), OpenCV's bilinear (``cv2.INTER_LINEAR``, no
+  antialiasing); ``"pil"``, PIL's bilinear filter, which widens its support when it shrinks an
+  image (antialiasing): torchvision's ``Resize`` on a PIL image, as wsolevaluation and the papers'
+  PyTorch code resize. Masks are resized nearest-neighbour either way (wsolevaluation
+  ``load_mask_image``: ``cv2.INTER_NEAREST``). GT boxes are rescaled exactly as the
   reference evaluation does, ``x' = floor(x * crop_size / W)``, independent of albumentations'
   continuous box convention, so MaxBoxAcc is comparable to published numbers.
 
@@ -30,21 +35,43 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 #: Tolerance (pixels) of the float32 round-off in albumentations' box coordinates.
 BOX_SNAP = 1e-3
 
 
-def build_transform(train: bool, resize_size: int, crop_size: int) -> A.Compose:
+#: Values of ``data.image_resize`` (see the module docstring).
+IMAGE_RESIZES = ("opencv", "pil")
+
+
+class PILBilinearResize(A.Resize):
+    """``A.Resize`` whose image goes through PIL's bilinear filter (antialiased when shrinking).
+
+    Equal to ``torchvision.transforms.Resize((height, width))`` on the PIL image; masks and boxes
+    are resized as by ``A.Resize`` (nearest-neighbour masks).
+    """
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"image_resize 'pil' needs uint8 RGB images [H, W, 3], got {img.dtype} {img.shape}")
+        resized = Image.fromarray(img).resize((self.width, self.height), Image.Resampling.BILINEAR)
+        return np.asarray(resized)
+
+
+def build_transform(train: bool, resize_size: int, crop_size: int, image_resize: str = "opencv") -> A.Compose:
     """The training or evaluation pipeline (see the module docstring)."""
+    if image_resize not in IMAGE_RESIZES:
+        raise ValueError(f"image_resize must be one of {', '.join(IMAGE_RESIZES)}, got {image_resize!r}")
+    resize = PILBilinearResize if image_resize == "pil" else A.Resize
     if train:
         geometric = [
-            A.Resize(resize_size, resize_size),
+            resize(resize_size, resize_size),
             A.RandomCrop(crop_size, crop_size),
             A.HorizontalFlip(p=0.5),
         ]
     else:
-        geometric = [A.Resize(crop_size, crop_size)]
+        geometric = [resize(crop_size, crop_size)]
     return A.Compose(
         [*geometric, A.ToFloat(max_value=255.0)],
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0),

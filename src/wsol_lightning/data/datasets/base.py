@@ -48,7 +48,12 @@ class WSOLDataset(Dataset):
     def __init__(self, split: str, resize_size: int, crop_size: int, train_transform: bool | None = None) -> None:
         self.split = split
         self.train_transform = split == "train" if train_transform is None else train_transform
+        self.resize_size, self.crop_size = resize_size, crop_size
         self.transform = build_transform(self.train_transform, resize_size, crop_size)
+
+    def use_image_resize(self, image_resize: str) -> None:
+        """Resize images with ``"opencv"`` (the default) or ``"pil"`` (see :mod:`wsol_lightning.data.transforms`)."""
+        self.transform = build_transform(self.train_transform, self.resize_size, self.crop_size, image_resize)
 
     num_classes: int
     num_attributes: int = 0

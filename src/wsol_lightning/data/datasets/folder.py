@@ -97,7 +97,6 @@ class ImageFolderDataset(WSOLDataset):
     def __init__(self, root: str | Path, crop_size: int) -> None:
         super().__init__("predict", crop_size, crop_size, train_transform=False)
         self.root = Path(root).expanduser()
-        self.crop_size = crop_size
         how_to = f"data.predict_dir must be a folder holding image files ({', '.join(IMAGE_EXTENSIONS)})."
         if not self.root.is_dir():
             raise DatasetNotFoundError("predict_dir", self.root, [self.root], how_to)
