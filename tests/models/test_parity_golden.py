@@ -10,6 +10,7 @@ official code.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from wsol_lightning.models import get_model
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = np.load(REPO / "tests/data/parity/wsolevaluation.npz")
+sys.path.insert(0, str(REPO / "benchmarks/parity"))  # the script imports its neighbour common.py
 _spec = importlib.util.spec_from_file_location("parity", REPO / "benchmarks/parity/wsolevaluation.py")
 parity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(parity)
