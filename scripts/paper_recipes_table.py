@@ -76,8 +76,9 @@ def protocol(recipe: Path) -> tuple[str, str]:
     """The recipe's ``# protocol:`` (``wsolevaluation`` or ``paper``) and the logged test metric to compare.
 
     wsolevaluation recipes: ``test/maxboxacc_v2``. Paper recipes: the paper's Top-1 Loc, i.e. the
-    union-box metric where the recipe sets ``union_box_threshold`` (SPA, DANet's protocol), else Top-1
-    Loc at the threshold chosen on val (the classic protocol).
+    union-box metric where the recipe sets ``union_box_threshold`` (SPA, DANet's protocol; classified
+    on ten crops where the recipe sets ``ten_crop``, as their evaluation scripts), else Top-1 Loc at
+    the threshold chosen on val (the classic protocol).
     """
     text = recipe.read_text()
     match = re.search(r"^# protocol: (\w+)", text, re.M)
@@ -88,7 +89,8 @@ def protocol(recipe: Path) -> tuple[str, str]:
     if match.group(1) == "wsolevaluation":
         return "wsolevaluation", "`test/maxboxacc_v2`"
     if re.search(r"^\s+union_box_threshold: [\d.]+", text, re.M):
-        return "paper", "`test/top1_loc_union`"
+        ten_crop = re.search(r"^\s+ten_crop: true", text, re.M)
+        return "paper", "`test/top1_loc_union_ten_crop`" if ten_crop else "`test/top1_loc_union`"
     return "paper", "`test/top1_loc_at_val_threshold`"
 
 

@@ -18,6 +18,8 @@ BOX_PAD = -1
 OPTIONAL_MAP_FIELDS = ("mask", "part_mask", "skull_mask")
 #: Optional per-image vector fields ``[B, N]`` float32.
 OPTIONAL_VECTOR_FIELDS = ("multi_hot", "attributes")
+#: Optional per-image image stacks ``[B, N, 3, H, W]`` float32 (``data.ten_crop``).
+OPTIONAL_IMAGE_FIELDS = ("ten_crop_images",)
 #: Optional per-image string fields (``predict`` folders).
 OPTIONAL_LIST_FIELDS = ("path", "failed")
 
@@ -38,6 +40,8 @@ class WSOLBatch:
         skull_mask: uint8 ``[B, H, W]``: 1 on the skull ring (synthetic MRI set).
         multi_hot: float32 ``[B, C]``: multi-label targets (MRI with ``multilabel``).
         attributes: float32 ``[B, A]``: per-image binary attributes (``attributes: true``, training).
+        ten_crop_images: float32 ``[B, 10, 3, h, w]``: torchvision's ten crops of each image
+            (``data.ten_crop``, evaluation).
         path: the image files (``predict`` folders).
         failed: per image, why it could not be decoded, or ``None`` (``predict`` folders).
     """
@@ -53,6 +57,7 @@ class WSOLBatch:
     skull_mask: torch.Tensor | None = None
     multi_hot: torch.Tensor | None = None
     attributes: torch.Tensor | None = None
+    ten_crop_images: torch.Tensor | None = None
     path: list[str] | None = None
     failed: list[str | None] | None = None
 
@@ -92,7 +97,7 @@ def collate(samples: list[dict[str, Any]]) -> WSOLBatch:
     for i, b in enumerate(boxes):
         padded[i, : len(b)] = b
     optional: dict[str, Any] = {}
-    for field in (*OPTIONAL_MAP_FIELDS, *OPTIONAL_VECTOR_FIELDS, *OPTIONAL_LIST_FIELDS):
+    for field in (*OPTIONAL_MAP_FIELDS, *OPTIONAL_VECTOR_FIELDS, *OPTIONAL_IMAGE_FIELDS, *OPTIONAL_LIST_FIELDS):
         present = [field in s for s in samples]
         if any(present) and not all(present):
             raise ValueError(f"batch mixes samples with and without {field!r}")

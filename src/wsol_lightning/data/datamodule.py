@@ -47,6 +47,11 @@ class WSOLDataModule(pl.LightningDataModule):
         image_resize: how images are resized, in training and evaluation: ``"opencv"``
             (``cv2.INTER_LINEAR``, no antialiasing) or ``"pil"`` (PIL's antialiased bilinear, i.e.
             torchvision's ``Resize``: wsolevaluation's and the papers' PyTorch code's).
+        ten_crop: evaluation samples also carry torchvision's ``TenCrop(crop_size)`` of the image
+            resized to ``resize_size`` square; the model then logs the ten-crop classification
+            (softmax per crop, averaged: SPA, DANet and I2C evaluation) as ``cls_top1_ten_crop`` and,
+            with ``union_box_threshold``, ``top1_loc_union_ten_crop``. Costs ten more forwards per
+            evaluated image; single-label datasets only.
         batch_size: training batch size per process.
         eval_batch_size: evaluation batch size (defaults to ``batch_size``).
         num_workers: loader worker processes.
@@ -67,6 +72,7 @@ class WSOLDataModule(pl.LightningDataModule):
         resize_size: int = 72,
         crop_size: int = 64,
         image_resize: Literal["opencv", "pil"] = "opencv",
+        ten_crop: bool = False,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -91,12 +97,16 @@ class WSOLDataModule(pl.LightningDataModule):
             dataset = Synthetic()
         elif isinstance(dataset, dict):  # the saved hyperparameters of a checkpoint (load_from_checkpoint)
             dataset = DatasetSpec.from_description(dataset)
+        if ten_crop and dataset.multilabel:
+            raise ConfigError("data.ten_crop averages softmax scores over crops: it needs a single-label dataset "
+                              "(set the dataset's multilabel to false or data.ten_crop to false)")
         self.save_hyperparameters(ignore=["dataset"])
         self.hparams["dataset"] = dataset.describe()
         self.dataset = dataset
         self.resize_size = resize_size
         self.crop_size = crop_size
         self.image_resize = image_resize
+        self.ten_crop = ten_crop
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -114,8 +124,8 @@ class WSOLDataModule(pl.LightningDataModule):
             dataset = self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
         else:
             raise ConfigError(f"split must be train, val, test or predict, got {split!r}")
-        if self.image_resize != "opencv":
-            dataset.use_image_resize(self.image_resize)
+        if self.image_resize != "opencv" or self.ten_crop:
+            dataset.configure_images(self.image_resize, self.ten_crop and split in ("val", "test"))
         return dataset
 
     def get_dataset(self, split: str) -> WSOLDataset:
@@ -131,7 +141,8 @@ class WSOLDataModule(pl.LightningDataModule):
     @property
     def provided_fields(self) -> frozenset[str]:
         """What the dataset's samples carry for evaluation (the evaluator keeps the metrics they allow)."""
-        return self.get_dataset("val").provided_fields
+        fields = self.get_dataset("val").provided_fields
+        return fields | {"ten_crop"} if self.ten_crop else fields
 
     @property
     def multilabel(self) -> bool:

@@ -4,6 +4,9 @@
   crop ``crop_size``, horizontal flip. Boxes are carried by albumentations (they feed
   only visualisation: the training loss is image-level).
 * Evaluation: resize to ``crop_size`` x ``crop_size``, no crop.
+* Ten-crop (``data.ten_crop``, evaluation only): torchvision's ``TenCrop(crop_size)`` of the image
+  resized to ``resize_size`` x ``resize_size``, the classification input of SPA's, DANet's and I2C's
+  evaluation scripts (:func:`ten_crop_views`).
 * Image resize (both): ``"opencv"`` (default), OpenCV's bilinear (``cv2.INTER_LINEAR``, no
   antialiasing); ``"pil"``, PIL's bilinear filter, which widens its support when it shrinks an
   image (antialiasing): torchvision's ``Resize`` on a PIL image, as wsolevaluation and the papers'
@@ -76,6 +79,21 @@ def build_transform(train: bool, resize_size: int, crop_size: int, image_resize:
         [*geometric, A.ToFloat(max_value=255.0)],
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0),
     )
+
+
+def ten_crop_views(image: np.ndarray, resize_size: int, crop_size: int, image_resize: str = "opencv") -> torch.Tensor:
+    """``[10, 3, crop, crop]`` in ``[0, 1]``: torchvision's ``TenCrop(crop_size)`` of the image resized square.
+
+    The four corners and the centre (``round((resize - crop) / 2)`` from the top left), then the same
+    five of the mirrored image, in torchvision's order (SPA_CVPR2021 ``utils/loader.py`` L30-36: the
+    image resized to ``resize_size`` x ``resize_size`` first).
+    """
+    resize = PILBilinearResize if image_resize == "pil" else A.Resize
+    resized = A.Compose([resize(resize_size, resize_size), A.ToFloat(max_value=255.0)])(image=image)["image"]
+    full = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    far, centre = resize_size - crop_size, int(round((resize_size - crop_size) / 2.0))
+    corners = ((0, 0), (0, far), (far, 0), (far, far), (centre, centre))
+    return torch.stack([view[:, y : y + crop_size, x : x + crop_size] for view in (full, full.flip(-1)) for y, x in corners])
 
 
 def rescale_boxes_like_reference(boxes: np.ndarray, orig_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:

@@ -3,7 +3,7 @@
 A batch reaches the evaluator as an :class:`EvaluationStep` (labels, logits, the raw maps of the
 evaluated classes, the batch's annotations, all on the CPU). Every metric declares what it needs
 (:attr:`EvaluationMetric.requires`: ``boxes``, ``mask``, ``part_mask``, ``skull_mask``,
-``images_without_object``), the datamodule declares what its dataset provides, and the evaluator
+``images_without_object``, ``ten_crop``), the datamodule declares what its dataset provides, and the evaluator
 keeps the metrics whose needs are met, so nothing downstream keeps flags. The expensive parts
 run once per batch and are shared: the float64 bicubic resize of the maps, and one box sweep per
 setting (:func:`wsol_lightning.cam.threshold_hits`) that feeds MaxBoxAccV2, GT-known and Top-k Loc.
@@ -32,7 +32,7 @@ from torchmetrics import Metric
 from wsol_lightning.cam import cam_thresholds, resize_cam, threshold_hits
 
 #: The fields a dataset can provide and a metric can require.
-FIELDS = ("boxes", "mask", "part_mask", "skull_mask", "images_without_object")
+FIELDS = ("boxes", "mask", "part_mask", "skull_mask", "images_without_object", "ten_crop")
 
 
 @dataclass
@@ -52,6 +52,8 @@ class EvaluationStep:
         extras: the network's extra outputs (e.g. DANet's ``level_logits``).
         multilabel: targets are multi-hot (``annotations["multi_hot"]``).
         cam_threshold: the CAM threshold chosen on validation when the batch was evaluated.
+        ten_crop_scores: float ``[B, C]``, softmax scores averaged over each image's ten crops
+            (``data.ten_crop``), else ``None``.
     """
 
     labels: torch.Tensor
@@ -64,6 +66,7 @@ class EvaluationStep:
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
     multilabel: bool = False
     cam_threshold: float = 0.5
+    ten_crop_scores: torch.Tensor | None = None
 
     @cached_property
     def maps(self) -> np.ndarray:
@@ -99,11 +102,18 @@ class EvaluationStep:
     def _hits(self) -> dict[tuple, np.ndarray]:
         return {}
 
-    def correct(self, k: int) -> np.ndarray:
-        """bool ``[B]``: the label is among the top-``k`` classes (multi-label, ``k = 1``: its logit > 0)."""
-        if self.multilabel and k == 1:
+    def correct(self, k: int, ten_crop: bool = False) -> np.ndarray:
+        """bool ``[B]``: the label is among the top-``k`` classes (multi-label, ``k = 1``: its logit > 0);
+        ``ten_crop``: of :attr:`ten_crop_scores`."""
+        if ten_crop:
+            if self.ten_crop_scores is None:
+                raise ValueError("this evaluation step has no ten_crop_scores (data.ten_crop is off)")
+            scores = self.ten_crop_scores
+        elif self.multilabel and k == 1:
             return (self.logits.gather(1, self.labels[:, None]).squeeze(1) > 0).numpy()
-        top = self.logits.topk(min(k, self.logits.shape[1]), dim=1).indices
+        else:
+            scores = self.logits
+        top = scores.topk(min(k, scores.shape[1]), dim=1).indices
         return (top == self.labels[:, None]).any(dim=1).numpy()
 
 
@@ -125,17 +135,22 @@ class ClassificationAccuracy(Metric):
     """Classification accuracy as a fraction: top-1 and top-``k`` (``cls_top1``, ``cls_top<k>``).
 
     With ``multilabel`` the share of images whose every class is right at ``sigmoid > 0.5``
-    (``cls_exact_match``). Integer states summed across processes.
+    (``cls_exact_match``). With ``ten_crop`` the scores are the step's ten-crop ones
+    (``cls_top1_ten_crop``, ...; the metric needs data providing ``ten_crop``). Integer states
+    summed across processes.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset()
     full_state_update = False
     correct: torch.Tensor
     count: torch.Tensor
 
-    def __init__(self, num_classes: int, multilabel: bool = False, top_k: int = 5) -> None:
+    def __init__(self, num_classes: int, multilabel: bool = False, top_k: int = 5, ten_crop: bool = False) -> None:
         super().__init__()
+        if ten_crop and multilabel:
+            raise ValueError("ten-crop accuracy is single-label (softmax scores averaged over crops)")
         self.multilabel = multilabel
+        self.ten_crop = ten_crop
+        self.requires = frozenset({"ten_crop"}) if ten_crop else frozenset()
         self.top_k = min(top_k, num_classes)
         self.add_state("correct", torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
@@ -151,13 +166,17 @@ class ClassificationAccuracy(Metric):
         self.count += len(labels)
 
     def update_from_step(self, step: EvaluationStep) -> None:
-        self.update(step.logits, step.labels, step.annotations.get("multi_hot"))
+        scores = step.ten_crop_scores if self.ten_crop else step.logits
+        if scores is None:
+            raise ValueError("ten-crop accuracy needs an evaluation step with ten_crop_scores (data.ten_crop)")
+        self.update(scores, step.labels, step.annotations.get("multi_hot"))
 
     def compute(self) -> dict[str, torch.Tensor]:
         fraction = self.correct.double() / max(int(self.count), 1)
         if self.multilabel:
             return {"cls_exact_match": fraction[0]}
-        return {"cls_top1": fraction[0], f"cls_top{self.top_k}": fraction[1]}
+        suffix = "_ten_crop" if self.ten_crop else ""
+        return {f"cls_top1{suffix}": fraction[0], f"cls_top{self.top_k}{suffix}": fraction[1]}
 
     def logged_values(self, reference_threshold: float | None) -> dict[str, torch.Tensor]:
         return self.compute()

@@ -334,25 +334,31 @@ class UnionBoxLoc(PercentMetric):
     as L88). Top-1 / Top-5 Loc also need the label among the top-1 / top-5 classes; GT-known Loc
     does not. Images without a GT box are not counted. States: int64 hit counts and ``count``,
     summed across processes; logged next to (never instead of) the wsolevaluation metrics.
+    With ``ten_crop`` the top-1 / top-5 classes are those of the ten-crop scores, the papers'
+    complete protocol (``top1_loc_union_ten_crop``, ``top5_loc_union_ten_crop``; GT-known Loc
+    needs no class and is left to the other instance); the metric then needs data providing
+    ``ten_crop``.
 
     Args:
         threshold: the fixed map threshold in ``[0, 1]`` (SPA's CUB script: 0.1-0.35).
         iou_threshold: IoU a hit must exceed (SPA, DANet: 0.5).
+        ten_crop: classify with the ten-crop scores.
         kwargs: torchmetrics ``Metric`` options.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
     gt_known_hits: torch.Tensor
     top1_hits: torch.Tensor
     top5_hits: torch.Tensor
     count: torch.Tensor
 
-    def __init__(self, threshold: float, iou_threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, threshold: float, iou_threshold: float = 0.5, ten_crop: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"union box threshold must be in [0, 1], got {threshold}")
         self.threshold = float(threshold)
         self.iou_threshold = float(iou_threshold)
+        self.ten_crop = ten_crop
+        self.requires = frozenset({"boxes", "ten_crop"}) if ten_crop else frozenset({"boxes"})
         for name in ("gt_known_hits", "top1_hits", "top5_hits", "count"):
             self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -383,15 +389,19 @@ class UnionBoxLoc(PercentMetric):
 
     def update_from_step(self, step: EvaluationStep) -> None:
         """Accumulate an evaluation step: its resized maps (``step.maps``) and top-1/top-5 flags."""
-        self.update(step.maps, step.boxes, step.correct(1), step.correct(5))
+        self.update(step.maps, step.boxes, step.correct(1, self.ten_crop), step.correct(5, self.ten_crop))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """``top1_loc_union``, ``top5_loc_union`` and ``gt_known_loc_union`` in percent (float64)."""
+        """``top1_loc_union``, ``top5_loc_union`` and ``gt_known_loc_union`` in percent (float64);
+        with ``ten_crop``, ``top1_loc_union_ten_crop`` and ``top5_loc_union_ten_crop``."""
         return self._values()
 
     def _values(self) -> dict[str, torch.Tensor]:
         if int(self.count) == 0:
             raise RuntimeError(f"{type(self).__name__}.compute() needs at least one image with a box")
+        if self.ten_crop:
+            hits = {"top1": self.top1_hits, "top5": self.top5_hits}
+            return {f"{name}_loc_union_ten_crop": v.double() * 100.0 / float(self.count) for name, v in hits.items()}
         hits = {"top1": self.top1_hits, "top5": self.top5_hits, "gt_known": self.gt_known_hits}
         return {f"{name}_loc_union": value.double() * 100.0 / float(self.count) for name, value in hits.items()}
 

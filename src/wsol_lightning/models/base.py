@@ -221,8 +221,11 @@ class WSOLModule(pl.LightningModule):
             "pxap_with_object": PxAP(interval, objects_only=True),
             "part_focus": PartFocus(),
         }
+        if not hp.multilabel:  # kept by the evaluator only when the data provides ten_crop
+            metrics["accuracy_ten_crop"] = ClassificationAccuracy(self.num_classes, ten_crop=True)
         if hp.union_box_threshold is not None:
             metrics["union_box_loc"] = UnionBoxLoc(hp.union_box_threshold)
+            metrics["union_box_loc_ten_crop"] = UnionBoxLoc(hp.union_box_threshold, ten_crop=True)
         if class_names and "tumour" in class_names:
             metrics["skull_share"] = SkullShare(class_names.index("tumour"))
         metrics.update(self.configure_metrics())
@@ -253,6 +256,8 @@ class WSOLModule(pl.LightningModule):
         """The stage's evaluator; without a datamodule declaring its fields, the first batch's fields."""
         if stage not in self.evaluators:
             fields = {"boxes"} | {f for f in OPTIONAL_MAP_FIELDS if batch.has(f)}
+            if batch.has("ten_crop_images"):
+                fields.add("ten_crop")
             if bool((batch.num_boxes == 0).any()):
                 fields.add("images_without_object")
             self.build_evaluators(fields)
@@ -376,8 +381,19 @@ class WSOLModule(pl.LightningModule):
                 extras=apply_to_collection(dict(out.extras), torch.Tensor, lambda t: t.detach().float().cpu()),
                 multilabel=bool(self.hparams.multilabel),
                 cam_threshold=self.current_cam_threshold(),
+                ten_crop_scores=self.ten_crop_scores(batch),
             )
         )
+
+    @torch.no_grad()
+    def ten_crop_scores(self, batch: WSOLBatch) -> torch.Tensor | None:
+        """Softmax scores averaged over each image's ten crops ``[B, C]`` on the CPU (SPA_CVPR2021
+        ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-145), or ``None``."""
+        if batch.ten_crop_images is None:
+            return None
+        crops = batch.ten_crop_images
+        logits = self.model.localize(crops.flatten(0, 1)).logits.float()
+        return logits.softmax(dim=1).view(*crops.shape[:2], -1).mean(dim=1).cpu()
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from wsol_lightning.data.transforms import apply_transform, build_transform
+from wsol_lightning.data.transforms import apply_transform, build_transform, ten_crop_views
 from wsol_lightning.errors import ConfigError
 
 
@@ -49,10 +49,13 @@ class WSOLDataset(Dataset):
         self.split = split
         self.train_transform = split == "train" if train_transform is None else train_transform
         self.resize_size, self.crop_size = resize_size, crop_size
+        self.image_resize, self.ten_crop = "opencv", False
         self.transform = build_transform(self.train_transform, resize_size, crop_size)
 
-    def use_image_resize(self, image_resize: str) -> None:
-        """Resize images with ``"opencv"`` (the default) or ``"pil"`` (see :mod:`wsol_lightning.data.transforms`)."""
+    def configure_images(self, image_resize: str = "opencv", ten_crop: bool = False) -> None:
+        """Resize images with ``"opencv"`` or ``"pil"``; with ``ten_crop`` (evaluation splits only) each
+        sample also carries ``ten_crop_images`` (see :mod:`wsol_lightning.data.transforms`)."""
+        self.image_resize, self.ten_crop = image_resize, ten_crop and not self.train_transform
         self.transform = build_transform(self.train_transform, self.resize_size, self.crop_size, image_resize)
 
     num_classes: int
@@ -81,6 +84,8 @@ class WSOLDataset(Dataset):
             "orig_size": raw.image.shape[:2],
         }
         sample.update(masks)
+        if self.ten_crop:
+            sample["ten_crop_images"] = ten_crop_views(raw.image, self.resize_size, self.crop_size, self.image_resize)
         if raw.attributes is not None:
             sample["attributes"] = raw.attributes
         return sample
