@@ -11,7 +11,7 @@ from helpers import make_batch, tiny_cli_args
 
 from wsol_lightning.cli import run_cli
 from wsol_lightning.models.components import label_loss
-from wsol_lightning.models.mcis import MCIS, MCISNet, coattention
+from wsol_lightning.models.mcis import MCIS, MCISNet, aggregate_coattention_maps, coattention
 from wsol_lightning.models.mcis.loss import pair_targets
 
 
@@ -109,6 +109,50 @@ def test_training_losses_and_contrastive_schedule() -> None:
     assert "self_pair_single" not in model.training_losses(batch)
     model.hparams.update(coattention_weight=0.0, contrastive_weight=0.0)
     assert set(model.training_losses(batch)) == {"single"}
+
+
+def test_self_pair_single_term_covers_both_members_and_contrastive_terms_are_gated_per_side() -> None:
+    # multi-label pairs: image 0 has {0, 1}, its partner {0}: only the m side has a unique label
+    targets = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    batch = make_batch(torch.randn(4, 3, 32, 32), targets.argmax(1), multi_hot=targets)
+    model = tiny_model(contrastive_start_epoch=0, multilabel=True, self_pair_scales=())
+    losses = model.training_losses(batch)
+    net = model.model
+    out = net(batch.image)
+    flipped = net(batch.image.flip(-1))
+    both = torch.cat([out.logits, flipped.logits])  # official train.py L260: MLSM(logits2, [l_m; l_m])
+    torch.testing.assert_close(losses["self_pair_single"], label_loss(both, torch.cat([targets, targets]), "mlsm"))
+    m, n = torch.tensor([0, 2]), torch.tensor([1, 3])
+    pair = net.pair_forward(out.features[m], out.features[n])
+    _, unique_m, unique_n = pair_targets(targets[m], targets[n])
+    assert unique_n.sum() == 0 and unique_m.sum() == 1
+    # the n side has no unique label anywhere in the batch: its term is left out (official L278-282)
+    torch.testing.assert_close(losses["contrastive"], label_loss(pair.contrastive_logits_m, unique_m, "mlsm"))
+
+
+def test_aggregate_coattention_maps_by_hand() -> None:
+    # one image, 1x4 maps; the first map is always taken, a later one only if sigmoid(mean) > 0.1
+    first = torch.tensor([[[2.0, -5.0, -5.0, -5.0]]])  # mean -3.25: still taken (first), ReLU -> [1, 0, 0, 0]
+    dropped = torch.tensor([[[-10.0, 1.0, -10.0, -10.0]]])  # mean -7.25: sigmoid 7e-4, left out but counted
+    kept = torch.tensor([[[0.0, 0.0, 3.0, 1.0]]])  # mean 1 -> [0, 0, 1, 1/3]
+    everyone = torch.tensor([True])
+    fused = aggregate_coattention_maps([first, dropped, kept], [everyone] * 3)
+    torch.testing.assert_close(fused, torch.tensor([[[1 / 3, 0.0, 1 / 3, 1 / 9]]]), atol=1e-7, rtol=0)
+    # a map an image does not have (no same-class partner) is neither added nor counted
+    absent = aggregate_coattention_maps([first, kept], [everyone, torch.tensor([False])])
+    torch.testing.assert_close(absent, torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]), atol=1e-7, rtol=0)
+
+
+def test_coattention_map_uses_the_flip_pair_both_sides_flipped_back() -> None:
+    model = tiny_model(localization_map="coattention", self_pair_scales=(), num_test_partners=0).eval()
+    net = model.model
+    images, classes = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    with torch.no_grad():
+        maps = net.localize(images, classes).maps
+        pair = net.pair_forward(net(images).features, net(images.flip(-1)).features)
+        own = pair.coattention_maps_m[torch.arange(2), classes]
+        flipped_back = pair.coattention_maps_n[torch.arange(2), classes].flip(-1)
+    torch.testing.assert_close(maps, aggregate_coattention_maps([own, flipped_back], [torch.ones(2, dtype=torch.bool)] * 2))
 
 
 def test_localization_maps_single_and_coattention() -> None:

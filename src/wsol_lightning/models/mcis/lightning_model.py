@@ -27,8 +27,9 @@ class MCIS(WSOLModule):
 
     where ``L_s`` classifies every image with its labels, ``L_co`` classifies both co-attended
     features of a pair with the common labels, ``L_con`` classifies the contrastive features of each
-    member with its unique labels (only when some pair of the batch has a unique label), and a
-    self-pair is an image with its own horizontal flip / rescaled copy (same labels on both sides).
+    member with its unique labels (each side's term only when some pair of the batch has a unique
+    label on that side), and a self-pair is an image with its own horizontal flip / rescaled copy
+    (``L_s`` and ``L_co`` over both members, same labels on both sides).
     An image's labels are the one-hot ``label``, or with ``multilabel`` (e.g. an MRI dataset's ``multilabel``,
     head + tumour) the batch's multi-hot ``multi_hot``: the paper's own multi-label setting.
 
@@ -42,9 +43,9 @@ class MCIS(WSOLModule):
         self_pair_flip: pair each image with its horizontal flip (official: on).
         self_pair_scales: pair each image with copies rescaled by these factors (official: 0.75, 2).
         localization_map: ``single`` (evaluation default: the single-image CAM, no partner) or
-            ``coattention`` (the paper's test-time refinement: the co-attention map of the class,
-            each ReLU'd and max-normalized, averaged over the self-pairs and up to
-            ``num_test_partners`` same-class partners found in the same evaluation batch).
+            ``coattention`` (the official test script's map, :meth:`MCISNet.coattention_maps`: the
+            co-attention maps of the class from the self-pairs and from up to ``num_test_partners``
+            same-class partners found in the same evaluation batch, fused as its ``aggregate``).
         num_test_partners: same-class partners per image for ``coattention`` maps (official: 3).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
@@ -98,16 +99,18 @@ class MCIS(WSOLModule):
         co_logits = torch.cat([pair.coattention_logits_m, pair.coattention_logits_n])
         losses["coattention"] = hp.coattention_weight * label_loss(co_logits, torch.cat([common, common]), hp.label_loss)
         contrastive = out.logits.new_zeros((), dtype=torch.float32)
-        has_unique = bool((unique_m.sum() + unique_n.sum()) > 0)
-        if hp.contrastive_weight > 0 and self.current_epoch >= hp.contrastive_start_epoch and has_unique:
-            contrastive = label_loss(pair.contrastive_logits_m, unique_m, hp.label_loss) + label_loss(
-                pair.contrastive_logits_n, unique_n, hp.label_loss
-            )
+        if hp.contrastive_weight > 0 and self.current_epoch >= hp.contrastive_start_epoch:
+            # each side's term only when some pair has a unique label on that side (official train.py L278-282)
+            for logits, unique in ((pair.contrastive_logits_m, unique_m), (pair.contrastive_logits_n, unique_n)):
+                if bool(unique.sum() > 0):
+                    contrastive = contrastive + label_loss(logits, unique, hp.label_loss)
         losses["contrastive"] = hp.contrastive_weight * contrastive
         self_single, self_coattention = [], []
         for partner_images in self.model.self_pair_images(images):
             partner = self.model(partner_images)
-            self_single.append(label_loss(partner.logits, targets, hp.label_loss))
+            # both members of the self-pair, as official train.py L260: MLSM(logits2, [l_m; l_m])
+            both = torch.cat([out.logits, partner.logits])
+            self_single.append(label_loss(both, torch.cat([targets, targets]), hp.label_loss))
             self_pair = self.model.pair_forward(out.features, partner.features)
             self_logits = torch.cat([self_pair.coattention_logits_m, self_pair.coattention_logits_n])
             self_coattention.append(label_loss(self_logits, torch.cat([targets, targets]), hp.label_loss))

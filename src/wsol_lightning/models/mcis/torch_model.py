@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol_lightning.cam import max_normalize
 from wsol_lightning.models.components import Backbone, as_backbone, gather_class_maps, global_average
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
 from wsol_lightning.models.components.options import require
@@ -170,22 +169,58 @@ class MCISNet(LocalizationNetwork):
         return super().localize_all_classes(images)
 
     def coattention_maps(self, images: torch.Tensor, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Mean of max-normalized ReLU co-attention maps of ``classes`` over self-pairs and same-class partners."""
-        total = features.new_zeros(features.shape[0], *features.shape[-2:], dtype=torch.float32)
-        count = features.new_zeros(features.shape[0], dtype=torch.float32)
+        """The official test script's co-attention map of ``classes`` (MCIS_wsss ``Classifier/scripts/test.py``
+        L165-204), fused by :func:`aggregate_coattention_maps`.
 
-        def accumulate(rows: torch.Tensor, partner_features: torch.Tensor) -> None:
-            pair = self.pair_forward(features[rows], partner_features)
-            total[rows] += max_normalize(gather_class_maps(pair.coattention_maps_m, classes[rows]).float().relu())
-            count[rows] += 1
-
+        The maps, in the official order: the flip self-pair's map of the image and of its flip, flipped
+        back; the partner side of each rescaled self-pair, resized bicubic to the image's map size;
+        the image's raw map averaged over up to ``num_test_partners`` same-class partners of the batch
+        (absent for an image without one).
+        """
+        size = features.shape[-2:]
         everyone = torch.arange(features.shape[0], device=features.device)
-        for partner_images in self.self_pair_images(images):
-            accumulate(everyone, self(partner_images).features)
-        same_class = (classes[:, None] == classes[None, :]) & ~torch.eye(len(classes), dtype=torch.bool, device=classes.device)
-        rank = same_class.long().cumsum(dim=1)  # 1-based rank of each partner in batch order
-        for r in range(1, self.num_test_partners + 1):
-            rows, partners = torch.nonzero(same_class & (rank == r), as_tuple=True)
-            if len(rows):
-                accumulate(rows, features[partners])
-        return total / count.clamp_min(1)[:, None, None]
+        raw: list[torch.Tensor] = []
+        for k, partner_images in enumerate(self.self_pair_images(images)):
+            pair = self.pair_forward(features, self(partner_images).features)
+            partner_side = gather_class_maps(pair.coattention_maps_n, classes).float()
+            if self.self_pair_flip and k == 0:
+                raw += [gather_class_maps(pair.coattention_maps_m, classes).float(), partner_side.flip(-1)]
+            else:
+                raw.append(F.interpolate(partner_side[:, None], size=size, mode="bicubic", align_corners=False)[:, 0])
+        present = [torch.ones_like(everyone, dtype=torch.bool)] * len(raw)
+        if self.num_test_partners:
+            total = features.new_zeros(features.shape[0], *size, dtype=torch.float32)
+            count = features.new_zeros(features.shape[0], dtype=torch.float32)
+            same_class = (classes[:, None] == classes[None, :]) & ~torch.eye(
+                len(classes), dtype=torch.bool, device=classes.device)
+            rank = same_class.long().cumsum(dim=1)  # 1-based rank of each partner in batch order
+            for r in range(1, self.num_test_partners + 1):
+                rows, partners = torch.nonzero(same_class & (rank == r), as_tuple=True)
+                if len(rows):
+                    pair = self.pair_forward(features[rows], features[partners])
+                    total[rows] += gather_class_maps(pair.coattention_maps_m, classes[rows]).float()
+                    count[rows] += 1
+            raw.append(total / count.clamp_min(1)[:, None, None])
+            present.append(count > 0)
+        return aggregate_coattention_maps(raw, present)
+
+
+def aggregate_coattention_maps(maps: list[torch.Tensor], present: list[torch.Tensor]) -> torch.Tensor:
+    """The official fusion of raw maps ``[B, h, w]`` (MCIS_wsss ``Classifier/scripts/test.py`` ``aggregate``, L71-83).
+
+    Each map is ReLU'd and divided by ``max + 1e-8``; the first is always added, a later one only
+    when ``sigmoid(mean(raw map)) > 0.1``; the sum is divided by the number of maps, skipped ones
+    included. ``present[k]`` (bool ``[B]``) says which images have map ``k`` at all (an image
+    without a same-class partner has no partner map: neither added nor counted). The official
+    ``* 255`` and the cast to uint8 are left out (a scale and a quantization of the result).
+    """
+    total = torch.zeros_like(maps[0])
+    count = torch.zeros(maps[0].shape[0], dtype=maps[0].dtype, device=maps[0].device)
+    first = torch.zeros_like(present[0])
+    for raw, has_map in zip(maps, present):
+        keep = has_map & (~first | (torch.sigmoid(raw.mean(dim=(1, 2))) > 0.1))
+        relu = raw.relu()
+        total += torch.where(keep[:, None, None], relu / (relu.amax(dim=(1, 2), keepdim=True) + 1e-8), 0.0)
+        count += has_map
+        first |= has_map
+    return total / count.clamp_min(1)[:, None, None]
