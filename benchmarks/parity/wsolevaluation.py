@@ -117,6 +117,10 @@ def compare(official: Path, method: str, backbone: str, args: argparse.Namespace
     if their_maps.shape != out.maps.shape:
         raise SystemExit(f"{method}/{backbone}: map shapes differ: official {tuple(their_maps.shape)}, "
                          f"ours {tuple(out.maps.shape)}")
+    flat = their_maps.flatten(1)
+    if bool((flat.amax(1) == flat.amin(1)).any()):  # normalized to zeros on both sides: nothing compared
+        raise SystemExit(f"{method}/{backbone}: the official map of some image is constant, so the normalized "
+                         "maps would match whatever ours are; use other --image-size / --num-classes")
     return {
         "method": method, "backbone": backbone, "tensors": tensors, "map": "x".join(map(str, out.maps.shape[-2:])),
         "logits": (their_logits - out.logits).abs().max().item(),

@@ -258,3 +258,19 @@ def test_cli_class_count_mismatch_is_one_line_with_status_2(tmp_path: Path, caps
     extra = ["--model.init_args.hierarchy", str(path), "--model.init_args.head_width", "[16, 16]"]
     cli = run_cli(["fit", *args, *extra, "--model.init_args.num_maps", "2", "--trainer.fast_dev_run", "true"])
     assert cli.model.hierarchy.level_sizes == (2, 5) and cli.model.num_classes == 5
+
+
+def test_vgg_pooling_acol_with_the_official_units_is_vgg_da_p() -> None:
+    # vgg_DA_p.py: 3x3/s2 pools 1-3, 3x3/s1 pools after conv4 and conv5; heads on pool3, conv4 with its
+    # stride-1 pool, conv5 before its pool: every level at stride 8
+    model = DANet(num_classes=200, hierarchy="cub", backbone="vgg16", pretrained=False, large_feature_map=True,
+                  vgg_pooling="acol", backbone_units=["pool3", "conv4_inserted", "conv5"], num_maps=2,
+                  head_width=8)
+    units = model.model.backbone.units
+    assert [(units[p].kernel_size, units[p].stride) for p in ("pool1", "pool2", "pool3")] == [(3, 2)] * 3
+    assert units["conv4_inserted"].stride == 1 and units["conv5_inserted"].stride == 1
+    with torch.no_grad():
+        out = model.model(torch.rand(1, 3, 64, 64))
+    assert [tuple(m.shape[-2:]) for m in out.level_maps] == [(8, 8)] * 3
+    default = DANet(num_classes=200, hierarchy="cub", backbone="vgg16", pretrained=False, num_maps=2, head_width=8)
+    assert default.model.backbone.units["pool1"].kernel_size == 2

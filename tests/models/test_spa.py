@@ -114,7 +114,7 @@ def test_switches_scg_off_one_block_and_correlation_modes() -> None:
     model = SPA(num_classes=3, backbone="resnet18", scg=False).eval()
     with torch.no_grad():
         _, maps = model.model.localize(images, classes)[:2]
-        torch.testing.assert_close(maps, gather_class_maps(model.model(images).class_maps, classes))
+        torch.testing.assert_close(maps, gather_class_maps(model.model(images).class_maps, classes).relu())
     one_block = SPA(num_classes=3, backbone="resnet18", backbone_units=["layer4_1"])
     assert one_block.model.scg_taps == ("layer4_1",)
     for mode in ("first_order", "high_order"):

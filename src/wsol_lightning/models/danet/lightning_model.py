@@ -11,6 +11,7 @@ from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.errors import ConfigError
 from wsol_lightning.hierarchy import ClassHierarchy, load_hierarchy
 from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.components.backbones import VGGPooling
 from wsol_lightning.models.components.options import require_choice
 from wsol_lightning.models.danet.loss import (
     hierarchical_cross_entropy,
@@ -50,6 +51,9 @@ class DANet(WSOLModule):
         consistent_level_predictions: rank a coarse level's classes by their best descendant
             finest class (ancestors of the predicted class) instead of the level's own logits
             (official, independent arg-sort); affects the per-level accuracies only.
+        vgg_pooling: VGG16 only. ``acol``: ACoL's 3x3 max-pools; with ``large_feature_map`` and
+            ``backbone_units: [pool3, conv4_inserted, conv5]`` the official ``vgg_DA_p.py`` (28x28 maps
+            on every level); ``torchvision``: 2x2/s2 (``vgg_DA.py``, wsolevaluation's VGG16).
         **kwargs: the shared options of :class:`~wsol_lightning.models.base.WSOLModule`.
     """
 
@@ -71,6 +75,7 @@ class DANet(WSOLModule):
         num_selected_maps: int | None = None,
         relu_maps: bool = True,
         consistent_level_predictions: bool = False,
+        vgg_pooling: VGGPooling = "torchvision",
         **kwargs: Any,
     ) -> None:
         require_choice("cosine_form", cosine_form, ("official", "per_level"))

@@ -19,6 +19,7 @@ from torch import nn
 from wsol_lightning.errors import ConfigError
 from wsol_lightning.hierarchy import ClassHierarchy
 from wsol_lightning.models.components import Backbone, as_backbone
+from wsol_lightning.models.components.backbones import VGGPooling, apply_vgg_pooling
 from wsol_lightning.models.components.network import LocalizationNetwork, LocalizationOutput, top1_classes
 from wsol_lightning.models.components.options import require
 
@@ -118,7 +119,7 @@ class DANetNet(LocalizationNetwork):
     Args:
         backbone: see :class:`~wsol_lightning.models.components.LocalizationNetwork`.
         hierarchy: the class hierarchy (its levels, coarsest first, get one head each).
-        num_maps, backbone_units, head_width, relu_maps: see :class:`~wsol_lightning.models.danet.DANet`
+        num_maps, backbone_units, head_width, relu_maps, vgg_pooling: see :class:`~wsol_lightning.models.danet.DANet`
             (``None``: :func:`default_level_units`, :data:`DEFAULT_HEAD_WIDTHS`).
     """
 
@@ -130,11 +131,13 @@ class DANetNet(LocalizationNetwork):
         backbone_units: Sequence[str] | None = None,
         head_width: int | Sequence[int] | None = None,
         relu_maps: bool = True,
+        vgg_pooling: VGGPooling = "torchvision",
     ) -> None:
         super().__init__()
         self.relu_maps = relu_maps
         require(num_maps >= 1, "num_maps", ">= 1", num_maps)
         self.backbone = as_backbone(backbone)
+        apply_vgg_pooling(self.backbone, vgg_pooling)
         num_levels = hierarchy.num_levels
         units = (
             list(backbone_units) if backbone_units is not None else default_level_units(self.backbone, num_levels)

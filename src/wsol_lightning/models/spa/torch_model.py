@@ -278,7 +278,8 @@ class SPANet(LocalizationNetwork):
         return self.use_scg and self.generator.cross_image
 
     def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
-        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's (``use_scg``), or the raw CAM ``A_c``.
+        """Logits ``[B, C]`` and the map of ``classes[b]`` ``[B, h, w]``: SCG's (``use_scg``), or ``ReLU(A_c)``
+        (SPA_CVPR2021 ``exper/val_spa.py`` L255: ``loc_map = F.relu(logits)``).
 
         With the generator's ``cross_image`` the partner of each image is chosen in the batch by
         :func:`same_class_partners` and its seeds come from its map of the same class. The image
@@ -288,7 +289,7 @@ class SPANet(LocalizationNetwork):
         classes = top1_classes(out.logits, classes)
         cam = gather_class_maps(out.class_maps, classes)
         if not self.use_scg:
-            return LocalizationOutput(out.logits, cam, classes)
+            return LocalizationOutput(out.logits, cam.relu(), classes)
         partners = partner_cams = None
         if self.generator.cross_image:
             partners = same_class_partners(out.logits, classes)
@@ -299,5 +300,5 @@ class SPANet(LocalizationNetwork):
     def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.use_scg:
             out = self(images)
-            return out.logits, out.class_maps
+            return out.logits, out.class_maps.relu()
         return super().localize_all_classes(images)
