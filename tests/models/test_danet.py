@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from wsol_lightning.models.danet import (
     sample_map_subset,
     summed_pairwise_cosine,
 )
+from wsol_lightning.models.danet.metrics import IndependentLevelUnionLoc
 
 CONFIG = "experiments/danet.yaml"
 
@@ -205,7 +207,8 @@ def test_registered_by_name() -> None:
 
 
 def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
-    extra = ["--model.init_args.head_width", "[16, 16]", "--model.init_args.num_maps", "2"]
+    extra = ["--model.init_args.head_width", "[16, 16]", "--model.init_args.num_maps", "2",
+             "--model.init_args.union_box_threshold", "0.2"]
     run_cli(["fit", *tiny_cli_args(CONFIG, str(tmp_path / "fit"), *extra)])
     checkpoint = sorted((tmp_path / "fit").rglob("*.ckpt"))[-1]
     cli = run_cli(
@@ -220,8 +223,11 @@ def test_cli_fit_and_test_log_per_level_accuracy(tmp_path: Path) -> None:
         "test/maxboxacc_v2",
         "test/top1_loc",
         "test/cls_top1",
+        "test/top1_loc_union_levels",
+        "test/top5_loc_union_levels",
     ):
         assert key in logged, key
+    assert logged["test/top1_loc_union_levels"] <= logged["test/top5_loc_union_levels"]
     assert logged["test/level1_top1"] == pytest.approx(float(logged["test/cls_top1"]))
 
 
@@ -274,3 +280,34 @@ def test_vgg_pooling_acol_with_the_official_units_is_vgg_da_p() -> None:
     assert [tuple(m.shape[-2:]) for m in out.level_maps] == [(8, 8)] * 3
     default = DANet(num_classes=200, hierarchy="cub", backbone="vgg16", pretrained=False, num_maps=2, head_width=8)
     assert default.model.backbone.units["pool1"].kernel_size == 2
+
+
+def test_ranked_maps_fuse_each_levels_own_ith_class() -> None:
+    net = tiny_model().model.eval()
+    with torch.no_grad():
+        images = torch.rand(3, 3, 32, 32)
+        out = net(images)
+        extras = net.localize(images).extras
+    batch = torch.arange(3)
+    for rank in (0, 1):
+        own = [m[batch, logits.topk(2, dim=1).indices[:, rank]] for m, logits in zip(out.level_maps, out.level_logits)]
+        torch.testing.assert_close(extras["ranked_maps"][:, rank], fuse_level_maps(own))
+    assert torch.equal(extras["ranked_classes"], out.logits.topk(extras["ranked_maps"].shape[1], dim=1).indices)
+
+
+def test_independent_level_union_loc_by_hand() -> None:
+    # 2 ranks, 6x6 maps; GT box (1, 1, 3, 3); rank 0's map covers it exactly, rank 1's covers the right edge
+    exact, edge = np.zeros((6, 6)), np.zeros((6, 6))
+    exact[1:4, 1:4] = 1.0
+    edge[:, 5] = 1.0
+    maps = np.stack([np.stack([exact, edge]), np.stack([edge, exact])])  # [2 images, 2 ranks, 6, 6]
+    boxes = [np.array([[1, 1, 3, 3]]), np.array([[1, 1, 3, 3]])]
+    metric = IndependentLevelUnionLoc(0.5)
+    # image 0: rank 0 is the label and its box is exact -> top-1 and top-5 hit
+    # image 1: rank 0 is the label but its map misses; rank 1 hits the box but is another class -> no hit
+    metric.update(maps, torch.tensor([[2, 0], [1, 0]]), torch.tensor([2, 1]), boxes, (6, 6))
+    assert {k: float(v) for k, v in metric.compute().items()} == {"top1_loc_union_levels": 50.0,
+                                                                  "top5_loc_union_levels": 50.0}
+    metric.update(maps[1:], torch.tensor([[3, 1]]), torch.tensor([1]), boxes[1:], (6, 6))  # label at rank 1, hits
+    assert {k: float(v) for k, v in metric.compute().items()} == {"top1_loc_union_levels": 100 / 3,
+                                                                  "top5_loc_union_levels": 200 / 3}

@@ -324,6 +324,14 @@ class TopKLoc(PercentMetric):
         return torch.tensor(self.thresholds[best], dtype=torch.float64)
 
 
+def union_box_hits(cams: np.ndarray, boxes: BoxesLike, threshold: float, iou_threshold: float) -> np.ndarray:
+    """bool ``[N]``: the union box of each min-max normalized map at ``threshold`` has IoU ``> iou_threshold``
+    with some GT box (SPA's and DANet's rule, :class:`UnionBoxLoc`); every image needs a box."""
+    predicted = union_boxes(torch.from_numpy(normalize_cam(cams)), threshold).numpy()
+    return np.array([box_iou(predicted[j], np.asarray(b)).max() > iou_threshold for j, b in enumerate(boxes)],
+                    dtype=bool)
+
+
 class UnionBoxLoc(PercentMetric):
     """Top-1, Top-5 and GT-known Loc (percent) with the union box at one fixed threshold.
 
@@ -377,10 +385,8 @@ class UnionBoxLoc(PercentMetric):
         boxed = np.flatnonzero([len(b) > 0 for b in boxes])
         if not len(boxed):
             return
-        normalized = torch.from_numpy(normalize_cam(as_numpy_float64(cams))[boxed])
-        predicted = union_boxes(normalized, self.threshold).numpy()
-        hits = np.array([box_iou(predicted[j], np.asarray(boxes[i])).max() > self.iou_threshold
-                         for j, i in enumerate(boxed)], dtype=bool)
+        hits = union_box_hits(as_numpy_float64(cams)[boxed], [boxes[i] for i in boxed], self.threshold,
+                              self.iou_threshold)
         top1, top5 = (np.asarray(torch.as_tensor(c).cpu(), dtype=bool)[boxed] for c in (top1, top5))
         self.gt_known_hits += int(hits.sum())
         self.top1_hits += int((hits & top1).sum())

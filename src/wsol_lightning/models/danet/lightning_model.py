@@ -18,7 +18,7 @@ from wsol_lightning.models.danet.loss import (
     official_cosine_loss,
     per_level_cosine_loss,
 )
-from wsol_lightning.models.danet.metrics import LevelAccuracy
+from wsol_lightning.models.danet.metrics import IndependentLevelUnionLoc, LevelAccuracy
 from wsol_lightning.models.danet.torch_model import DANetNet
 from wsol_lightning.models.search_space import LR, Param, weight
 
@@ -112,12 +112,16 @@ class DANet(WSOLModule):
         return DANetNet(**{**self.network_options(DANetNet), "hierarchy": self.hierarchy})
 
     def configure_metrics(self) -> dict[str, Metric]:
-        """Per-level accuracies ``level<k>_top1`` / ``level<k>_top<n>``."""
-        return {
+        """Per-level accuracies ``level<k>_top1`` / ``level<k>_top<n>``; with ``union_box_threshold``, the
+        official Top-1/Top-5 Loc of independently ranked levels (``top1_loc_union_levels``)."""
+        metrics: dict[str, Metric] = {
             "level_accuracy": LevelAccuracy(
                 self.model.ancestors, self.hierarchy.level_sizes, self.hparams.consistent_level_predictions
             )
         }
+        if self.hparams.union_box_threshold is not None:
+            metrics["union_box_loc_levels"] = IndependentLevelUnionLoc(self.hparams.union_box_threshold)
+        return metrics
 
     # -- training -------------------------------------------------------------------------
     def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:

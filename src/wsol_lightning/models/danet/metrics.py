@@ -1,11 +1,17 @@
-"""DANet's per-level classification accuracy (``<stage>/level<k>_top1``, ``level<k>_top<n>``)."""
+"""DANet's evaluation metrics: per-level accuracy (``<stage>/level<k>_top1``, ``level<k>_top<n>``) and
+the official Top-1/Top-5 Loc of independently ranked levels (``top1_loc_union_levels``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 from torchmetrics import Metric
+
+from wsol_lightning.cam import resize_cam
+from wsol_lightning.metrics.localization import union_box_hits
+from wsol_lightning.metrics.percent import PercentMetric
 
 if TYPE_CHECKING:
     from wsol_lightning.metrics.evaluator import EvaluationStep
@@ -73,3 +79,63 @@ class LevelAccuracy(Metric):
 
     def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
         return self.compute()
+
+
+class IndependentLevelUnionLoc(PercentMetric):
+    """Top-1 / Top-5 Loc (percent) of DANet's official evaluation: union boxes of independently ranked levels.
+
+    ``val_hierarchy.py`` with ``utils/localization.py`` ``get_topk_boxes_hier`` (L56-102): rank ``i``
+    fuses each level's own ``i``-th class (independent arg-sorts, not the ancestors of the ``i``-th
+    finest class; the network's ``ranked_maps`` extra); its union box at ``threshold``
+    (:func:`~wsol_lightning.metrics.localization.union_box_hits`, IoU ``> iou_threshold``) is labelled
+    with the ``i``-th finest class. Top-1: rank 0 is the label and hits; Top-5: some rank is the label
+    and hits. Maps are resized to the evaluated frame like the shared maps (``resize_cam``); the
+    classes are ranked on the evaluated image (the official ranks ten-crop scores by default).
+    Images without a GT box are not counted. Logs ``top1_loc_union_levels`` and ``top5_loc_union_levels``.
+
+    Args:
+        threshold: the union-box threshold (the model's ``union_box_threshold``).
+        iou_threshold: IoU a hit must exceed (DANet: 0.5).
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
+    top1_hits: torch.Tensor
+    top5_hits: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, threshold: float, iou_threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        self.iou_threshold = float(iou_threshold)
+        for name in ("top1_hits", "top5_hits", "count"):
+            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, ranked_maps: np.ndarray, ranked_classes: torch.Tensor, labels: torch.Tensor,
+               boxes: list[np.ndarray], image_size: tuple[int, int]) -> None:
+        """Accumulate a batch: raw ``ranked_maps [B, R, h, w]``, ``ranked_classes [B, R]``, labels, GT boxes."""
+        boxed = np.flatnonzero([len(b) > 0 for b in boxes])
+        if not len(boxed):
+            return
+        maps = np.asarray(ranked_maps, dtype=np.float64)[boxed]
+        ranks = maps.shape[1]
+        resized = resize_cam(maps.reshape(-1, *maps.shape[2:]), image_size)
+        hits = union_box_hits(resized, [boxes[i] for i in boxed for _ in range(ranks)], self.threshold,
+                              self.iou_threshold).reshape(len(boxed), ranks)
+        right = (np.asarray(ranked_classes)[boxed] == np.asarray(labels)[boxed, None]) & hits
+        self.top1_hits += int(right[:, 0].sum())
+        self.top5_hits += int(right.any(axis=1).sum())
+        self.count += len(boxed)
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        self.update(step.extras["ranked_maps"].numpy(), step.extras["ranked_classes"], step.labels, step.boxes,
+                    step.image_size)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        if int(self.count) == 0:
+            raise RuntimeError("IndependentLevelUnionLoc.compute() needs at least one image with a box")
+        return {f"{name}_loc_union_levels": getattr(self, f"{name}_hits").double() * 100.0 / float(self.count)
+                for name in ("top1", "top5")}
+
+    def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        with self.sync_context():
+            return {} if int(self.count) == 0 else self.compute()

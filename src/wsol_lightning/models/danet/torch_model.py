@@ -189,12 +189,25 @@ class DANetNet(LocalizationNetwork):
     def localize(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> LocalizationOutput:
         """Finest logits and the fused map of ``classes[b]`` and its ancestors (note §4).
 
-        ``extras["level_logits"]``: every level's logits, coarsest first (the per-level accuracies).
+        ``extras``: ``level_logits``, every level's logits, coarsest first (the per-level accuracies);
+        ``ranked_maps`` ``[B, R, H, W]`` and ``ranked_classes`` ``[B, R]`` (``R = min(5, C)``): the
+        official evaluation's maps, rank ``i`` fusing each level's own ``i``-th class by its logits
+        (independent arg-sorts, DANet ``utils/localization.py`` ``get_topk_boxes_hier`` L56-72), and
+        the ``i``-th finest class that labels its box.
         """
         out = self(images)
         classes = top1_classes(out.logits, classes)
         maps = self.fused_maps(out.level_maps, classes, relu=self.relu_maps)
-        return LocalizationOutput(out.logits, maps, classes, MappingProxyType({"level_logits": out.level_logits}))
+        ranks = min(5, out.logits.shape[1])
+        ranked = [logits.topk(min(ranks, logits.shape[1]), dim=1).indices for logits in out.level_logits]
+        batch = torch.arange(images.shape[0], device=images.device)
+        ranked_maps = torch.stack([
+            fuse_level_maps([m[batch, r[:, min(i, r.shape[1] - 1)]] for m, r in zip(out.level_maps, ranked)],
+                            relu=self.relu_maps)
+            for i in range(ranks)
+        ], dim=1)
+        extras = {"level_logits": out.level_logits, "ranked_maps": ranked_maps, "ranked_classes": ranked[-1]}
+        return LocalizationOutput(out.logits, maps, classes, MappingProxyType(extras))
 
     def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the fused map of every finest class, in one pass (each level's maps gathered by ancestry)."""
