@@ -73,3 +73,22 @@ def test_datamodule_resizes_every_split_with_pil(cub_metadata_root: Path) -> Non
     assert torch.equal(sample["image"], _torchvision(raw, 32))
     with pytest.raises(ConfigError, match="data.image_resize"):
         WSOLDataModule(image_resize="bicubic")
+
+
+def test_shorter_side_training_resize_is_torchvision_resize_of_the_shorter_side() -> None:
+    image = _photo()  # 512 wide, 600 high: Resize(63) gives 63 x int(63 * 600 / 512) = 73 (rounding: 74)
+    with Image.open(PHOTO) as photo:
+        resized = transforms.ToTensor()(transforms.Resize(63)(photo.convert("RGB")))
+    assert resized.shape == (3, 73, 63)
+    transform = build_transform(True, 63, 48, "pil", "shorter_side")
+    out, boxes, _ = apply_transform(transform, True, image, np.array([[0, 0, 511, 599]]), {}, seed=5)
+    crops = [view[:, y : y + 48, x : x + 48] for view in (resized, resized.flip(-1)) for y in range(26) for x in range(16)]
+    assert any(torch.equal(out, crop) for crop in crops)
+    assert boxes.tolist() == [[0, 0, 47, 47]]  # the whole-image box, cropped to the crop
+    mask = np.zeros((600, 512), np.uint8)
+    mask[:300] = 1
+    _, _, masks = apply_transform(build_transform(True, 64, 64, "opencv", "shorter_side"), True, image,
+                                  np.zeros((0, 4)), {"mask": mask}, seed=1)
+    assert set(masks["mask"].unique().tolist()) <= {0, 1}  # nearest-neighbour
+    with pytest.raises(ConfigError, match="data.train_resize"):
+        WSOLDataModule(train_resize="longer_side")

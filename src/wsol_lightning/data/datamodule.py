@@ -21,7 +21,7 @@ from wsol_lightning.data.samplers import (
     UnpaddedDistributedSampler,
     dataset_labels,
 )
-from wsol_lightning.data.transforms import IMAGE_RESIZES
+from wsol_lightning.data.transforms import IMAGE_RESIZES, TRAIN_RESIZES
 from wsol_lightning.errors import ConfigError
 
 
@@ -47,6 +47,10 @@ class WSOLDataModule(pl.LightningDataModule):
         image_resize: how images are resized, in training and evaluation: ``"opencv"``
             (``cv2.INTER_LINEAR``, no antialiasing) or ``"pil"`` (PIL's antialiased bilinear, i.e.
             torchvision's ``Resize``: wsolevaluation's and the papers' PyTorch code's).
+        train_resize: training images resized ``"square"`` to ``resize_size`` x ``resize_size``
+            (wsolevaluation, SPA, DANet) or by their ``"shorter_side"`` to ``resize_size``, the
+            aspect ratio kept (torchvision's ``Resize(resize_size)``: I2C's training code), before
+            the random crop; evaluation images are resized square either way.
         ten_crop: evaluation samples also carry torchvision's ``TenCrop(crop_size)`` of the image
             resized to ``resize_size`` square; the model then logs the ten-crop classification
             (softmax per crop, averaged: SPA, DANet and I2C evaluation) as ``cls_top1_ten_crop`` and,
@@ -72,6 +76,7 @@ class WSOLDataModule(pl.LightningDataModule):
         resize_size: int = 72,
         crop_size: int = 64,
         image_resize: Literal["opencv", "pil"] = "opencv",
+        train_resize: Literal["square", "shorter_side"] = "square",
         ten_crop: bool = False,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -91,6 +96,8 @@ class WSOLDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
         if image_resize not in IMAGE_RESIZES:
             raise ConfigError(f"data.image_resize must be one of {', '.join(IMAGE_RESIZES)}, got {image_resize!r}")
+        if train_resize not in TRAIN_RESIZES:
+            raise ConfigError(f"data.train_resize must be one of {', '.join(TRAIN_RESIZES)}, got {train_resize!r}")
         if resize_size < crop_size:
             raise ConfigError(f"data.resize_size ({resize_size}) must be >= data.crop_size ({crop_size})")
         if dataset is None:
@@ -106,6 +113,7 @@ class WSOLDataModule(pl.LightningDataModule):
         self.resize_size = resize_size
         self.crop_size = crop_size
         self.image_resize = image_resize
+        self.train_resize = train_resize
         self.ten_crop = ten_crop
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -124,8 +132,8 @@ class WSOLDataModule(pl.LightningDataModule):
             dataset = self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
         else:
             raise ConfigError(f"split must be train, val, test or predict, got {split!r}")
-        if self.image_resize != "opencv" or self.ten_crop:
-            dataset.configure_images(self.image_resize, self.ten_crop and split in ("val", "test"))
+        if self.image_resize != "opencv" or self.ten_crop or self.train_resize != "square":
+            dataset.configure_images(self.image_resize, self.ten_crop and split in ("val", "test"), self.train_resize)
         return dataset
 
     def get_dataset(self, split: str) -> WSOLDataset:

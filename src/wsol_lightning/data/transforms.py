@@ -4,6 +4,9 @@
   crop ``crop_size``, horizontal flip. Boxes are carried by albumentations (they feed
   only visualisation: the training loss is image-level).
 * Evaluation: resize to ``crop_size`` x ``crop_size``, no crop.
+* Training resize (``data.train_resize``): ``"square"`` (default) as above; ``"shorter_side"``, the
+  shorter side to ``resize_size`` with the aspect ratio kept (torchvision's ``Resize(resize_size)``,
+  I2C's training code), then the random crop.
 * Ten-crop (``data.ten_crop``, evaluation only): torchvision's ``TenCrop(crop_size)`` of the image
   resized to ``resize_size`` x ``resize_size``, the classification input of SPA's, DANet's and I2C's
   evaluation scripts (:func:`ten_crop_views`).
@@ -36,6 +39,7 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -44,8 +48,16 @@ from PIL import Image  # noqa: E402
 BOX_SNAP = 1e-3
 
 
-#: Values of ``data.image_resize`` (see the module docstring).
+#: Values of ``data.image_resize`` and ``data.train_resize`` (see the module docstring).
 IMAGE_RESIZES = ("opencv", "pil")
+TRAIN_RESIZES = ("square", "shorter_side")
+
+
+def pil_bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``img`` (uint8 RGB) resized by PIL's bilinear filter: torchvision's ``Resize`` on a PIL image."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image_resize 'pil' needs uint8 RGB images [H, W, 3], got {img.dtype} {img.shape}")
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR))
 
 
 class PILBilinearResize(A.Resize):
@@ -56,20 +68,50 @@ class PILBilinearResize(A.Resize):
     """
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"image_resize 'pil' needs uint8 RGB images [H, W, 3], got {img.dtype} {img.shape}")
-        resized = Image.fromarray(img).resize((self.width, self.height), Image.Resampling.BILINEAR)
-        return np.asarray(resized)
+        return pil_bilinear(img, self.height, self.width)
 
 
-def build_transform(train: bool, resize_size: int, crop_size: int, image_resize: str = "opencv") -> A.Compose:
+class ShorterSideResize(A.SmallestMaxSize):
+    """The shorter side to ``max_size``, the aspect ratio kept, as torchvision's ``Resize(max_size)``.
+
+    The longer side is ``int(max_size * long / short)`` (torchvision's rounding, not albumentations');
+    the image goes through PIL's bilinear filter (``image_resize="pil"``) or OpenCV's, masks are
+    resized nearest-neighbour, boxes scale with the image.
+    """
+
+    def __init__(self, max_size: int, image_resize: str = "opencv") -> None:
+        super().__init__(max_size=max_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
+        self.image_resize = image_resize
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        size = int(self.max_size)
+        return (int(size * height / width), size) if width <= height else (size, int(size * width / height))
+
+    def apply(self, img: np.ndarray, scale: float, **params: Any) -> np.ndarray:
+        height, width = self.output_shape(*img.shape[:2])
+        if self.image_resize == "pil":
+            return pil_bilinear(img, height, width)
+        return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, scale: float, **params: Any) -> np.ndarray:
+        height, width = self.output_shape(*mask.shape[:2])
+        return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def build_transform(
+    train: bool, resize_size: int, crop_size: int, image_resize: str = "opencv", train_resize: str = "square"
+) -> A.Compose:
     """The training or evaluation pipeline (see the module docstring)."""
     if image_resize not in IMAGE_RESIZES:
         raise ValueError(f"image_resize must be one of {', '.join(IMAGE_RESIZES)}, got {image_resize!r}")
+    if train_resize not in TRAIN_RESIZES:
+        raise ValueError(f"train_resize must be one of {', '.join(TRAIN_RESIZES)}, got {train_resize!r}")
     resize = PILBilinearResize if image_resize == "pil" else A.Resize
     if train:
         geometric = [
-            resize(resize_size, resize_size),
+            ShorterSideResize(resize_size, image_resize)
+            if train_resize == "shorter_side"
+            else resize(resize_size, resize_size),
             A.RandomCrop(crop_size, crop_size),
             A.HorizontalFlip(p=0.5),
         ]

@@ -52,11 +52,14 @@ class WSOLDataset(Dataset):
         self.image_resize, self.ten_crop = "opencv", False
         self.transform = build_transform(self.train_transform, resize_size, crop_size)
 
-    def configure_images(self, image_resize: str = "opencv", ten_crop: bool = False) -> None:
-        """Resize images with ``"opencv"`` or ``"pil"``; with ``ten_crop`` (evaluation splits only) each
-        sample also carries ``ten_crop_images`` (see :mod:`wsol_lightning.data.transforms`)."""
+    def configure_images(self, image_resize: str = "opencv", ten_crop: bool = False, train_resize: str = "square") -> None:
+        """Resize images with ``"opencv"`` or ``"pil"``, training images ``"square"`` or by their
+        ``"shorter_side"``; with ``ten_crop`` (evaluation splits only) each sample also carries
+        ``ten_crop_images`` (see :mod:`wsol_lightning.data.transforms`)."""
         self.image_resize, self.ten_crop = image_resize, ten_crop and not self.train_transform
-        self.transform = build_transform(self.train_transform, self.resize_size, self.crop_size, image_resize)
+        self.transform = build_transform(
+            self.train_transform, self.resize_size, self.crop_size, image_resize, train_resize
+        )
 
     num_classes: int
     num_attributes: int = 0
