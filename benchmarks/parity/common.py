@@ -1,11 +1,17 @@
 """What every parity script shares: copying an official network's tensors into ours, position by position,
-and weights derived from a tensor's position alone (the golden fixtures store no weights)."""
+weights derived from a tensor's position alone (the golden fixtures store no weights), the shims around
+the official code and the printed table of judged rows."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import torch
+from torch import nn
 
 
 def copy_in_order(source: torch.nn.Module, target: torch.nn.Module) -> int:
@@ -48,3 +54,44 @@ def deterministic_weights(module: torch.nn.Module) -> None:
         else:
             filled[key] = 0.1 * torch.randn(value.shape, generator=generator)
     module.load_state_dict(filled)
+
+
+@contextlib.contextmanager
+def cuda_is_identity() -> Iterator[None]:
+    """The official code's ``.cuda()`` calls (tensors, ``DataParallel(model).cuda()``) keep everything on the CPU."""
+    tensor_cuda, module_cuda = torch.Tensor.cuda, nn.Module.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    nn.Module.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda, nn.Module.cuda = tensor_cuda, module_cuda
+
+
+def refuse_shadowed_packages(official: Path, names: Iterable[str]) -> None:
+    """Stop when a top-level package the official code imports (``models``, ``utils``) is already imported
+    from somewhere else: the official one would silently not be the one used."""
+    for name in names:
+        loaded = sys.modules.get(name)
+        if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(official)):
+            raise SystemExit(f"a module named {name!r} is already imported from {loaded.__file__}; "
+                             "it shadows the official package")
+
+
+def print_judged_rows(rows: Sequence[dict], first_column: str, notes: Iterable[str] = ()) -> int:
+    """Print the markdown table (``first_column``, quantity, official, ours, max abs diff, tolerance, ok), the
+    notes and a summary line; a row's ``ok`` is True / False (judged) or None (shown only). Returns the
+    exit status: 1 when a judged row failed, else 0."""
+    print(f"| {first_column} | quantity | official | ours | max abs diff | tolerance | ok |")
+    print("|---|---|---|---|---|---|---|")
+    failed = 0
+    for row in rows:
+        ok = row["ok"]  # a NaN difference compares False, so it fails
+        failed += ok is False
+        mark = "-" if ok is None else ("yes" if ok else "**NO**")
+        print(f"| {row[first_column]} | {row['quantity']} | {row['official']} | {row['ours']} | {row['diff']} | "
+              f"{row['tolerance']} | {mark} |")
+    for note in notes:
+        print(f"- {note}")
+    print(f"{failed} of {sum(r['ok'] is not None for r in rows)} judged rows outside the tolerance")
+    return 1 if failed else 0

@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import copy_in_order, deterministic_weights
+from common import copy_in_order, cuda_is_identity, deterministic_weights
 from torch import nn
 
 import wsol_lightning.models.danet.loss as danet_loss
@@ -157,15 +157,6 @@ class Official:
         return optimizer, wrapped
 
 
-@contextlib.contextmanager
-def cuda_is_identity():
-    """Shim: the official cosine loss calls ``.cuda()`` on a mask; keep it on the CPU."""
-    original = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = original
 
 
 # -- our networks --------------------------------------------------------------------------------

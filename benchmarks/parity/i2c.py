@@ -56,7 +56,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from common import copy_in_order, deterministic_weights
+from common import copy_in_order, cuda_is_identity, deterministic_weights, print_judged_rows
 
 from wsol_lightning.cam import minmax_normalize
 from wsol_lightning.data.batch import WSOLBatch
@@ -121,15 +121,6 @@ def import_official(official: Path) -> dict[str, types.ModuleType]:
     return modules
 
 
-@contextlib.contextmanager
-def cuda_is_identity():
-    """The official code's ``.cuda()`` calls keep tensors on the CPU."""
-    original = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = original
 
 
 class StateView(torch.nn.Module):
@@ -357,19 +348,7 @@ def main() -> int:
         row, mismatched = learning_rates(modules, theirs, module)
         rows.append({"backbone": backbone, **row})
         notes += [f"{backbone} lr: {line}" for line in mismatched]
-    print("| backbone | quantity | official | ours | max abs diff | tolerance | ok |")
-    print("|---|---|---|---|---|---|---|")
-    failed = 0
-    for row in rows:
-        ok = row["ok"]  # a NaN difference compares False, so it fails
-        failed += ok is False
-        mark = "-" if ok is None else ("yes" if ok else "**NO**")
-        print(f"| {row['backbone']} | {row['quantity']} | {row['official']} | {row['ours']} | {row['diff']} | "
-              f"{row['tolerance']} | {mark} |")
-    for note in notes:
-        print(f"- {note}")
-    print(f"{failed} of {sum(r['ok'] is not None for r in rows)} judged rows outside the tolerance")
-    return 1 if failed else 0
+    return print_judged_rows(rows, "backbone", notes)
 
 
 if __name__ == "__main__":

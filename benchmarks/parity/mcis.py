@@ -98,7 +98,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from common import deterministic_weights
+from common import cuda_is_identity, deterministic_weights, print_judged_rows, refuse_shadowed_packages
 from torch import nn
 
 from wsol_lightning.data.batch import WSOLBatch
@@ -128,16 +128,6 @@ OFFICIAL_SGD = {"momentum": 0.9, "weight_decay": 0.0005, "nesterov": True}
 
 
 # -- the official code --------------------------------------------------------------------
-@contextlib.contextmanager
-def cuda_is_identity():
-    """The official ``.cuda()`` calls (tensors, ``DataParallel(model).cuda()``) keep everything on the CPU."""
-    tensor_cuda, module_cuda = torch.Tensor.cuda, nn.Module.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    nn.Module.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda, nn.Module.cuda = tensor_cuda, module_cuda
 
 
 def load_official(official: Path) -> SimpleNamespace:
@@ -145,11 +135,7 @@ def load_official(official: Path) -> SimpleNamespace:
     for path in (classifier / "scripts", classifier):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    for name in ("models", "utils"):
-        loaded = sys.modules.get(name)
-        if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(official)):
-            raise SystemExit(f"a module named {name!r} is already imported from {loaded.__file__}; "
-                             "it shadows the official package")
+    refuse_shadowed_packages(official, ("models", "utils"))
     with contextlib.redirect_stdout(io.StringIO()):  # train.py prints paths at import
         vgg = importlib.import_module("models.vgg")
         train = importlib.import_module("train")
@@ -655,19 +641,7 @@ def main() -> int:
     rows += compare_test_map(lib, args)
     lr_rows, notes = lr_groups(lib, args)
     rows += lr_rows
-    print("| part | quantity | official | ours | max abs diff | tolerance | ok |")
-    print("|---|---|---|---|---|---|---|")
-    failed = 0
-    for row in rows:
-        ok = row["ok"]  # a NaN difference compares False, so it fails
-        failed += ok is False
-        mark = "-" if ok is None else ("yes" if ok else "**NO**")
-        print(f"| {row['part']} | {row['quantity']} | {row['official']} | {row['ours']} | {row['diff']} | "
-              f"{row['tolerance']} | {mark} |")
-    for note in notes:
-        print(f"- lr group mismatch, {note}")
-    print(f"{failed} of {sum(r['ok'] is not None for r in rows)} judged rows outside the tolerance")
-    return 1 if failed else 0
+    return print_judged_rows(rows, "part", [f"lr group mismatch, {note}" for note in notes])
 
 
 if __name__ == "__main__":

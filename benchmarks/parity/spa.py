@@ -62,7 +62,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from common import copy_in_order, deterministic_weights
+from common import copy_in_order, deterministic_weights, refuse_shadowed_packages
 from torch import nn
 
 from wsol_lightning.cam import minmax_normalize
@@ -109,11 +109,7 @@ def load_official(official: Path) -> SimpleNamespace:
     for path in (official / "exper", official):  # train_cam_spa.py imports my_optim from exper/
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    for name in ("models", "utils"):
-        loaded = sys.modules.get(name)
-        if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(official)):
-            raise SystemExit(f"a module named {name!r} is already imported from {loaded.__file__}; "
-                             "it shadows the official package")
+    refuse_shadowed_packages(official, ("models", "utils"))
     # models/__init__.py L6 `from .google import *`: the InceptionV3 package was never released.
     _stub("models.google")
     # Only needed by the training script's logging / data loading / mAP, never called here.
