@@ -27,7 +27,7 @@ from wsol_lightning.data import WSOLDataModule  # noqa: E402
 from wsol_lightning.models import SPA  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "CAM (scg: false)": {"scg": False},
+    "ReLU(CAM) (scg: false)": {"scg": False},
     "SCG": {},
     "SCG + image affinity w=0.25": {"scg_image_affinity_weight": 0.25},
     "SCG + image affinity w=0.5": {"scg_image_affinity_weight": 0.5},

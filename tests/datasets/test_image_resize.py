@@ -12,8 +12,13 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from wsol_lightning.data import CUB, WSOLDataModule
-from wsol_lightning.data.transforms import PILBilinearResize, apply_transform, build_transform
+from wsol_lightning.data import CUB, SyntheticMRI, WSOLDataModule
+from wsol_lightning.data.transforms import (
+    PILBilinearResize,
+    ShorterSideResize,
+    apply_transform,
+    build_transform,
+)
 from wsol_lightning.errors import ConfigError
 
 PHOTO = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -85,10 +90,19 @@ def test_shorter_side_training_resize_is_torchvision_resize_of_the_shorter_side(
     crops = [view[:, y : y + 48, x : x + 48] for view in (resized, resized.flip(-1)) for y in range(26) for x in range(16)]
     assert any(torch.equal(out, crop) for crop in crops)
     assert boxes.tolist() == [[0, 0, 47, 47]]  # the whole-image box, cropped to the crop
-    mask = np.zeros((600, 512), np.uint8)
-    mask[:300] = 1
-    _, _, masks = apply_transform(build_transform(True, 64, 64, "opencv", "shorter_side"), True, image,
-                                  np.zeros((0, 4)), {"mask": mask}, seed=1)
-    assert set(masks["mask"].unique().tolist()) <= {0, 1}  # nearest-neighbour
+    mask = np.random.default_rng(0).choice(np.array([0, 1, 255], np.uint8), size=(600, 512))
+    resize = ShorterSideResize(63)
+    nearest = cv2.resize(mask, (63, 73), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(resize.apply_to_mask(mask, scale=0.0), nearest)  # nearest-neighbour, the image's shape
+    assert resize.apply(image, scale=0.0).shape == (73, 63, 3)
     with pytest.raises(ConfigError, match="data.train_resize"):
         WSOLDataModule(train_resize="longer_side")
+
+
+def test_image_options_reach_the_wrapped_multilabel_mri_splits() -> None:
+    data = WSOLDataModule(SyntheticMRI(multilabel=True, image_size=32), resize_size=40, crop_size=32,
+                          image_resize="pil", train_resize="shorter_side", num_workers=0)
+    for split in ("train", "val"):
+        transforms_ = data.get_dataset(split).dataset.transform.transforms
+        assert any(isinstance(t, (PILBilinearResize, ShorterSideResize)) for t in transforms_), split
+    assert data.get_dataset("val")[0]["multi_hot"].shape == (2,)

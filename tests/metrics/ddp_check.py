@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics_cases import random_boxes, smooth_map  # noqa: E402
 from test_evaluator import cam_evaluator, evaluation_steps  # noqa: E402
 
-from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc  # noqa: E402
+from wsol_lightning.metrics import GTKnownLoc, MaxBoxAccV2, PxAP, TopKLoc, UnionBoxLoc  # noqa: E402
+from wsol_lightning.models.danet.metrics import IndependentLevelUnionLoc  # noqa: E402
 
 N_IMAGES = 11
 SHARDS = [range(0, 7), range(7, N_IMAGES)]  # uneven on purpose
@@ -56,6 +57,11 @@ def _metrics() -> dict[str, torch.nn.Module]:
     }
 
 
+def _union_metrics() -> dict[str, torch.nn.Module]:
+    """Metrics whose ``logged_values`` sync inside ``sync_context`` (the path the Evaluator logs)."""
+    return {"union": UnionBoxLoc(0.3), "union_levels": IndependentLevelUnionLoc(0.3)}
+
+
 def _evaluate(indices: list[int]) -> dict[str, object]:
     cams, boxes, correct, masks = _data()
     metrics = _metrics()
@@ -68,7 +74,17 @@ def _evaluate(indices: list[int]) -> dict[str, object]:
                 metric.update(cams[batch], masks[batch])
             else:
                 metric.update(cams[batch], [boxes[i] for i in batch])
+    union = _union_metrics()
+    for start in range(0, len(indices), 3):
+        batch = indices[start : start + 3]
+        union["union"].update(cams[batch], [boxes[i] for i in batch], correct[batch], correct[batch])
+        ranked = torch.stack([cams[batch], cams[batch].flip(-1)], dim=1).numpy()  # two ranks per image
+        classes = torch.stack([(~correct[batch]).long(), torch.zeros(len(batch), dtype=torch.long)], dim=1)
+        union["union_levels"].update(ranked, classes, torch.zeros(len(batch), dtype=torch.long),
+                                     [boxes[i].numpy() for i in batch], tuple(cams.shape[-2:]))
     result: dict[str, object] = {}
+    for name, metric in union.items():
+        result[f"{name}/logged"] = {k: v.item() for k, v in metric.logged_values().items()}
     for name, metric in metrics.items():
         result[f"{name}/value"] = metric.compute().item()
         if hasattr(metric, "best_threshold") and name != "maxboxacc_v2":

@@ -293,6 +293,11 @@ def test_ranked_maps_fuse_each_levels_own_ith_class() -> None:
         own = [m[batch, logits.topk(2, dim=1).indices[:, rank]] for m, logits in zip(out.level_maps, out.level_logits)]
         torch.testing.assert_close(extras["ranked_maps"][:, rank], fuse_level_maps(own))
     assert torch.equal(extras["ranked_classes"], out.logits.topk(extras["ranked_maps"].shape[1], dim=1).indices)
+    # the coarse level has 4 classes: rank 4 repeats its last (4th) class
+    assert [len(m[0]) for m in out.level_logits] == [4, 8] and extras["ranked_maps"].shape[1] == 5
+    last = [m[batch, logits.topk(min(5, logits.shape[1]), dim=1).indices[:, -1]]
+            for m, logits in zip(out.level_maps, out.level_logits)]
+    torch.testing.assert_close(extras["ranked_maps"][:, 4], fuse_level_maps(last))
 
 
 def test_independent_level_union_loc_by_hand() -> None:

@@ -53,7 +53,7 @@ class WSOLDataModule(pl.LightningDataModule):
             the random crop; evaluation images are resized square either way.
         ten_crop: evaluation samples also carry torchvision's ``TenCrop(crop_size)`` of the image
             resized to ``resize_size`` square; the model then logs the ten-crop classification
-            (softmax per crop, averaged: SPA, DANet and I2C evaluation) as ``cls_top1_ten_crop`` and,
+            (softmax per crop, averaged: SPA's and DANet's evaluation) as ``cls_top1_ten_crop`` and,
             with ``union_box_threshold``, ``top1_loc_union_ten_crop``. Costs ten more forwards per
             evaluated image; single-label datasets only.
         batch_size: training batch size per process.
@@ -132,8 +132,7 @@ class WSOLDataModule(pl.LightningDataModule):
             dataset = self.dataset.build(split, self.resize_size, self.crop_size, self.seed)
         else:
             raise ConfigError(f"split must be train, val, test or predict, got {split!r}")
-        if self.image_resize != "opencv" or self.ten_crop or self.train_resize != "square":
-            dataset.configure_images(self.image_resize, self.ten_crop and split in ("val", "test"), self.train_resize)
+        dataset.configure_images(self.image_resize, self.ten_crop and split in ("val", "test"), self.train_resize)
         return dataset
 
     def get_dataset(self, split: str) -> WSOLDataset:

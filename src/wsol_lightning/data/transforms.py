@@ -8,7 +8,7 @@
   shorter side to ``resize_size`` with the aspect ratio kept (torchvision's ``Resize(resize_size)``,
   I2C's training code), then the random crop.
 * Ten-crop (``data.ten_crop``, evaluation only): torchvision's ``TenCrop(crop_size)`` of the image
-  resized to ``resize_size`` x ``resize_size``, the classification input of SPA's, DANet's and I2C's
+  resized to ``resize_size`` x ``resize_size``, the classification input of SPA's and DANet's
   evaluation scripts (:func:`ten_crop_views`).
 * Image resize (both): ``"opencv"`` (default), OpenCV's bilinear (``cv2.INTER_LINEAR``, no
   antialiasing); ``"pil"``, PIL's bilinear filter, which widens its support when it shrinks an

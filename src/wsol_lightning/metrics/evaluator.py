@@ -140,6 +140,7 @@ class ClassificationAccuracy(Metric):
     summed across processes.
     """
 
+    requires: ClassVar[frozenset[str]] = frozenset()  # with ten_crop the instance's: {"ten_crop"}
     full_state_update = False
     correct: torch.Tensor
     count: torch.Tensor

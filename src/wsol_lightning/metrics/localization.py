@@ -354,6 +354,7 @@ class UnionBoxLoc(PercentMetric):
         kwargs: torchmetrics ``Metric`` options.
     """
 
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})  # with ten_crop the instance's adds "ten_crop"
     gt_known_hits: torch.Tensor
     top1_hits: torch.Tensor
     top5_hits: torch.Tensor

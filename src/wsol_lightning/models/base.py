@@ -388,12 +388,17 @@ class WSOLModule(pl.LightningModule):
     @torch.no_grad()
     def ten_crop_scores(self, batch: WSOLBatch) -> torch.Tensor | None:
         """Softmax scores averaged over each image's ten crops ``[B, C]`` on the CPU (SPA_CVPR2021
-        ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-145), or ``None``."""
+        ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-145), or ``None``.
+
+        Only the logits are computed (the network's forward, no maps), ``B`` crops at a time.
+        """
         if batch.ten_crop_images is None:
             return None
-        crops = batch.ten_crop_images
-        logits = self.model.localize(crops.flatten(0, 1)).logits.float()
-        return logits.softmax(dim=1).view(*crops.shape[:2], -1).mean(dim=1).cpu()
+        crops = batch.ten_crop_images.flatten(0, 1)
+        if self.hparams.channels_last:
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        logits = torch.cat([self.model(chunk).logits.float() for chunk in crops.split(len(batch))])
+        return logits.softmax(dim=1).view(len(batch), -1, logits.shape[1]).mean(dim=1).cpu()
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")

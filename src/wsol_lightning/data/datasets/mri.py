@@ -261,6 +261,10 @@ class HeadTumourLabels(Dataset):
         """``label`` of every slice (1 iff tumour) without rendering, for the pair sampler."""
         return dataset_labels(self.dataset)
 
+    def configure_images(self, *args: Any, **kwargs: Any) -> None:
+        """The wrapped split's :meth:`~wsol_lightning.data.datasets.base.WSOLDataset.configure_images`."""
+        self.dataset.configure_images(*args, **kwargs)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
         sample["multi_hot"] = np.array([1.0, float(sample["label"] == TUMOUR_CLASS)], dtype=np.float32)

@@ -121,7 +121,8 @@ class IndependentLevelUnionLoc(PercentMetric):
         resized = resize_cam(maps.reshape(-1, *maps.shape[2:]), image_size)
         hits = union_box_hits(resized, [boxes[i] for i in boxed for _ in range(ranks)], self.threshold,
                               self.iou_threshold).reshape(len(boxed), ranks)
-        right = (np.asarray(ranked_classes)[boxed] == np.asarray(labels)[boxed, None]) & hits
+        classes = np.asarray(ranked_classes).astype(np.int64)  # extras reach the evaluator as float32
+        right = (classes[boxed] == np.asarray(labels)[boxed, None]) & hits
         self.top1_hits += int(right[:, 0].sum())
         self.top5_hits += int(right.any(axis=1).sum())
         self.count += len(boxed)
@@ -131,11 +132,16 @@ class IndependentLevelUnionLoc(PercentMetric):
                     step.image_size)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """``top1_loc_union_levels`` and ``top5_loc_union_levels`` in percent (float64)."""
+        return self._values()
+
+    def _values(self) -> dict[str, torch.Tensor]:
         if int(self.count) == 0:
             raise RuntimeError("IndependentLevelUnionLoc.compute() needs at least one image with a box")
         return {f"{name}_loc_union_levels": getattr(self, f"{name}_hits").double() * 100.0 / float(self.count)
                 for name in ("top1", "top5")}
 
     def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
+        """The values of :meth:`compute`, synced across processes (nothing when no boxed image was seen)."""
         with self.sync_context():
-            return {} if int(self.count) == 0 else self.compute()
+            return {} if int(self.count) == 0 else self._values()

@@ -178,7 +178,6 @@ class MCISNet(LocalizationNetwork):
         (absent for an image without one).
         """
         size = features.shape[-2:]
-        everyone = torch.arange(features.shape[0], device=features.device)
         raw: list[torch.Tensor] = []
         for k, partner_images in enumerate(self.self_pair_images(images)):
             pair = self.pair_forward(features, self(partner_images).features)
@@ -187,7 +186,7 @@ class MCISNet(LocalizationNetwork):
                 raw += [gather_class_maps(pair.coattention_maps_m, classes).float(), partner_side.flip(-1)]
             else:
                 raw.append(F.interpolate(partner_side[:, None], size=size, mode="bicubic", align_corners=False)[:, 0])
-        present = [torch.ones_like(everyone, dtype=torch.bool)] * len(raw)
+        present = [torch.ones(features.shape[0], dtype=torch.bool, device=features.device)] * len(raw)
         if self.num_test_partners:
             total = features.new_zeros(features.shape[0], *size, dtype=torch.float32)
             count = features.new_zeros(features.shape[0], dtype=torch.float32)
