@@ -20,6 +20,7 @@ from wsol_lightning.cam.boxes import (
     box_iou,
     cam_to_boxes,
     foreground_mask,
+    union_box_hits,
     union_boxes,
 )
 from wsol_lightning.cam.hits import gt_box_arrays, threshold_hits
@@ -52,5 +53,6 @@ __all__ = [
     "resize_cam",
     "threshold_cuts",
     "threshold_hits",
+    "union_box_hits",
     "union_boxes",
 ]

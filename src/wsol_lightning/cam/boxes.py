@@ -17,13 +17,14 @@ threshold at once with :mod:`wsol_lightning.cam.sweep`, which is bit-identical t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 
-from wsol_lightning.cam.maps import quantize_cam
+from wsol_lightning.cam.maps import normalize_cam, quantize_cam
 
 BoxRule = Literal["largest", "all", "union"]
 BOX_RULES: tuple[str, ...] = ("largest", "all", "union")
@@ -96,6 +97,14 @@ def box_iou(boxes: np.ndarray | torch.Tensor, gt_boxes: np.ndarray | torch.Tenso
     area = (boxes[..., 2:] - boxes[..., :2] + 1).prod(axis=-1)
     gt_area = (gt_boxes[..., 2:] - gt_boxes[..., :2] + 1).prod(axis=-1)
     return intersection / (area + gt_area - intersection)
+
+
+def union_box_hits(cams: np.ndarray, boxes: Sequence[np.ndarray], threshold: float, iou_threshold: float) -> np.ndarray:
+    """bool ``[N]``: the union box of each min-max normalized map at ``threshold`` has IoU ``> iou_threshold``
+    with some GT box (SPA's and DANet's rule; float64 maps ``[N, H, W]``, every image with a box)."""
+    predicted = union_boxes(torch.from_numpy(normalize_cam(cams)), threshold).numpy()
+    return np.array([box_iou(predicted[j], np.asarray(b)).max() > iou_threshold for j, b in enumerate(boxes)],
+                    dtype=bool)
 
 
 def box_coverage(gt: np.ndarray, pred: np.ndarray) -> float:

@@ -6,7 +6,8 @@ evaluated classes, the batch's annotations, all on the CPU). Every metric declar
 ``images_without_object``, ``ten_crop``), the datamodule declares what its dataset provides, and the evaluator
 keeps the metrics whose needs are met, so nothing downstream keeps flags. The expensive parts
 run once per batch and are shared: the float64 bicubic resize of the maps, and one box sweep per
-setting (:func:`wsol_lightning.cam.threshold_hits`) that feeds MaxBoxAccV2, GT-known and Top-k Loc.
+setting (:func:`wsol_lightning.cam.threshold_hits`) that feeds MaxBoxAccV2, GT-known and Top-k Loc, and
+one union-box test per threshold (:func:`wsol_lightning.cam.union_box_hits`) for the union metrics.
 
 With ``overlap`` the metric updates of a batch run on a worker thread while the next batch's
 forward runs (the resize and the numba sweep release the GIL); at most ``max_pending`` batches
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from wsol_lightning.cam import cam_thresholds, resize_cam, threshold_hits
+from wsol_lightning.cam import cam_thresholds, resize_cam, threshold_hits, union_box_hits
 
 #: The fields a dataset can provide and a metric can require.
 FIELDS = ("boxes", "mask", "part_mask", "skull_mask", "images_without_object", "ten_crop")
@@ -101,6 +102,15 @@ class EvaluationStep:
     @cached_property
     def _hits(self) -> dict[tuple, np.ndarray]:
         return {}
+
+    def union_hits(self, threshold: float, iou_threshold: float) -> np.ndarray:
+        """bool ``[N_boxed]``: :func:`union_box_hits` of the boxed images' maps, once per setting (the
+        single-image and ten-crop union metrics share it)."""
+        key = ("union", float(threshold), float(iou_threshold))
+        if key not in self._hits:
+            boxed = self.boxed
+            self._hits[key] = union_box_hits(self.maps[boxed], [self.boxes[i] for i in boxed], threshold, iou_threshold)
+        return self._hits[key]
 
     def correct(self, k: int, ten_crop: bool = False) -> np.ndarray:
         """bool ``[B]``: the label is among the top-``k`` classes (multi-label, ``k = 1``: its logit > 0);

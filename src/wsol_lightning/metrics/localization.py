@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from wsol_lightning.cam.boxes import box_iou, union_boxes
+from wsol_lightning.cam.boxes import union_box_hits
 from wsol_lightning.cam.hits import BoxesLike, threshold_hits, validate_iou_thresholds
-from wsol_lightning.cam.maps import as_numpy_float64, cam_thresholds, normalize_cam
+from wsol_lightning.cam.maps import as_numpy_float64, cam_thresholds
 from wsol_lightning.metrics.percent import PercentMetric
 
 if TYPE_CHECKING:
@@ -324,14 +324,6 @@ class TopKLoc(PercentMetric):
         return torch.tensor(self.thresholds[best], dtype=torch.float64)
 
 
-def union_box_hits(cams: np.ndarray, boxes: BoxesLike, threshold: float, iou_threshold: float) -> np.ndarray:
-    """bool ``[N]``: the union box of each min-max normalized map at ``threshold`` has IoU ``> iou_threshold``
-    with some GT box (SPA's and DANet's rule, :class:`UnionBoxLoc`); every image needs a box."""
-    predicted = union_boxes(torch.from_numpy(normalize_cam(cams)), threshold).numpy()
-    return np.array([box_iou(predicted[j], np.asarray(b)).max() > iou_threshold for j, b in enumerate(boxes)],
-                    dtype=bool)
-
-
 class UnionBoxLoc(PercentMetric):
     """Top-1, Top-5 and GT-known Loc (percent) with the union box at one fixed threshold.
 
@@ -389,14 +381,22 @@ class UnionBoxLoc(PercentMetric):
         hits = union_box_hits(as_numpy_float64(cams)[boxed], [boxes[i] for i in boxed], self.threshold,
                               self.iou_threshold)
         top1, top5 = (np.asarray(torch.as_tensor(c).cpu(), dtype=bool)[boxed] for c in (top1, top5))
+        self._accumulate(hits, top1, top5)
+
+    def update_from_step(self, step: EvaluationStep) -> None:
+        """Accumulate an evaluation step: its union-box hits (computed once per step and setting) and
+        top-1/top-5 flags."""
+        if not len(step.boxed):
+            return
+        hits = step.union_hits(self.threshold, self.iou_threshold)
+        correct = [step.correct(k, self.ten_crop)[step.boxed] for k in (1, 5)]
+        self._accumulate(hits, *correct)
+
+    def _accumulate(self, hits: np.ndarray, top1: np.ndarray, top5: np.ndarray) -> None:
         self.gt_known_hits += int(hits.sum())
         self.top1_hits += int((hits & top1).sum())
         self.top5_hits += int((hits & top5).sum())
-        self.count += len(boxed)
-
-    def update_from_step(self, step: EvaluationStep) -> None:
-        """Accumulate an evaluation step: its resized maps (``step.maps``) and top-1/top-5 flags."""
-        self.update(step.maps, step.boxes, step.correct(1, self.ten_crop), step.correct(5, self.ten_crop))
+        self.count += len(hits)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """``top1_loc_union``, ``top5_loc_union`` and ``gt_known_loc_union`` in percent (float64);

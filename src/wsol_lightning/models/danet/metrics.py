@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from wsol_lightning.cam import resize_cam
-from wsol_lightning.metrics.localization import union_box_hits
+from wsol_lightning.cam import resize_cam, union_box_hits
 from wsol_lightning.metrics.percent import PercentMetric
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ class IndependentLevelUnionLoc(PercentMetric):
     ``val_hierarchy.py`` with ``utils/localization.py`` ``get_topk_boxes_hier`` (L56-102): rank ``i``
     fuses each level's own ``i``-th class (independent arg-sorts, not the ancestors of the ``i``-th
     finest class; the network's ``ranked_maps`` extra); its union box at ``threshold``
-    (:func:`~wsol_lightning.metrics.localization.union_box_hits`, IoU ``> iou_threshold``) is labelled
+    (:func:`~wsol_lightning.cam.union_box_hits`, IoU ``> iou_threshold``) is labelled
     with the ``i``-th finest class. Top-1: rank 0 is the label and hits; Top-5: some rank is the label
     and hits. Maps are resized to the evaluated frame like the shared maps (``resize_cam``); the
     classes are ranked on the evaluated image (the official ranks ten-crop scores by default).
