@@ -7,9 +7,14 @@ the official tensors into ours in state-dict order (every shape is checked, a 1x
 may feed a linear layer; a mismatch stops the script and names both keys), and prints the largest absolute difference of the logits and of the
 class maps of the labelled class (``return_cam=True`` there, ``localize`` here), min-max normalized
 as both evaluations do before thresholding (wsolevaluation's CAM averages over channels where ours
-sums, a constant factor), in eval mode.
+sums, a constant factor), in eval mode. Then (:func:`training_parity`, skip with ``--no-training``) the
+training-mode loss and gradients of CAM, ACoL and SPG through ``main.Trainer._wsol_training`` and the
+learning-rate groups of ``main.Trainer._set_optimizer`` against our recipe of the cell, and
+(:func:`box_curves`, ``--box-curves 0`` skips it) the hit counts of the official ``BoxEvaluator``
+against our ``MaxBoxAccV2`` at every threshold.
 Tolerance: 1e-4 absolute on float32 outputs of order 1-10 (the sums of a deep network in a different
-operation order); the exit status is 1 when any row exceeds it.
+operation order), losses 1e-3, gradients 1e-4 relative to the largest official gradient; learning-rate
+groups and hit counts exactly. The exit status is 1 when any row exceeds its tolerance.
 
     git clone https://github.com/clovaai/wsolevaluation /tmp/wsolevaluation   # on a machine with network
     PYTHONPATH=src python benchmarks/parity/wsolevaluation.py --official /tmp/wsolevaluation
@@ -27,9 +32,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 from common import copy_in_order, deterministic_weights
+from torch import nn
 
 from wsol_lightning.cam import minmax_normalize, resize_cam
+from wsol_lightning.data import WSOLBatch
 from wsol_lightning.metrics import MaxBoxAccV2
 from wsol_lightning.models import get_model
 
@@ -198,6 +206,105 @@ def box_curves(official: Path, count: int, interval: float) -> list[dict]:
     return rows
 
 
+#: The methods whose training loss is deterministic given the weights and the batch (ADL draws its drop
+#: masks, HaS and CutMix their erasing / mixing: their loss is CAM's cross-entropy on that input).
+LOSS_METHODS = ("cam", "acol", "spg")
+#: Cells whose CUB recipe follows the paper's own code, not wsolevaluation's (ACoL-VGG16: official ACoL).
+PAPER_RECIPES = {("acol", "vgg16")}
+#: wsolevaluation's SPG thresholds (config.py L213-224 defaults: (h, l) for B2, B1-from-B2, C).
+OFFICIAL_SPG_THRESHOLDS = ((0.7, 0.01), (0.5, 0.05), (0.7, 0.1))
+
+
+def _official_main(official: Path):
+    """wsolevaluation's ``main`` module (its ``Trainer``); ``munch`` is stubbed when not installed."""
+    if str(official) not in sys.path:
+        sys.path.insert(0, str(official))
+    try:
+        import munch  # noqa: F401, PLC0415
+    except ImportError:  # config.py / data_loaders.py import it for their Munch configs, unused here
+        sys.modules["munch"] = types.SimpleNamespace(Munch=dict)
+    import main as official_main  # noqa: PLC0415  (the user's checkout)
+
+    return official_main
+
+
+def recipe_init_args(method: str, backbone: str) -> dict:
+    """Our ``experiments/paper/<method>_<backbone>_cub.yaml`` init args, random init, NCHW."""
+    recipe = Path(__file__).resolve().parents[2] / "experiments" / "paper" / f"{method}_{backbone}_cub.yaml"
+    init_args = dict(yaml.safe_load(recipe.read_text())["model"]["init_args"])
+    init_args.update(pretrained=False, channels_last=False)
+    return init_args
+
+
+def training_parity(official: Path, method: str, backbone: str, args: argparse.Namespace) -> dict:
+    """Training-mode loss and gradients (``LOSS_METHODS``) and the learning-rate groups of ``main.Trainer``.
+
+    Both networks get the same weights (``deterministic_weights`` on the official one, copied by position),
+    the same dropout masks (the RNG seeded before each side's forward) and, for the loss, the same batch of ``args.batch_size`` 224 px images (SPG's official loss upsamples
+    to 224): official ``Trainer._wsol_training`` (CE; ``wsol.method.acol / spg.get_loss`` with config.py's
+    SPG thresholds) against our ``training_losses`` summed. Learning-rate groups: ``Trainer._set_optimizer``
+    (name patterns, main.py L130-162) at lr 1 and ``lr_classifier_ratio`` 10 against our
+    ``configure_optimizers`` with the cell's CUB recipe (its ``head_lr_prefixes``, multipliers, weight
+    decay), parameter by parameter in state-dict order.
+    """
+    official_main = _official_main(official)
+    architecture_type, init_args = METHODS[method]
+    recipe = recipe_init_args(method, backbone)
+    large = bool(recipe.get("large_feature_map", False))
+    theirs = official_network(official, architecture_type, backbone, args.num_classes, large)
+    ours_module = get_model(method, num_classes=args.num_classes, **{**recipe, **init_args})
+    deterministic_weights(theirs)
+    copy_in_order(theirs, ours_module.model)
+    row = {"method": method, "backbone": backbone}
+    if method in LOSS_METHODS:
+        generator = torch.Generator().manual_seed(2)
+        images = torch.rand(args.batch_size, 3, 224, 224, generator=generator)
+        labels = torch.arange(args.batch_size) % args.num_classes
+        trainer = object.__new__(official_main.Trainer)
+        trainer.model = theirs.train()
+        trainer.args = types.SimpleNamespace(wsol_method=method, spg_thresholds=OFFICIAL_SPG_THRESHOLDS)
+        trainer.cross_entropy_loss = nn.CrossEntropyLoss()
+        torch.manual_seed(3)  # the same dropout masks on both sides (InceptionV3's neck), drawn in the same order
+        _, their_loss = trainer._wsol_training(official_input(images), labels)
+        their_loss.backward()
+        ours_module.model.train()
+        batch = WSOLBatch(image=images, label=labels, boxes=torch.full((len(labels), 1, 4), -1),
+                          num_boxes=torch.zeros(len(labels), dtype=torch.long),
+                          image_id=[str(i) for i in range(len(labels))], orig_size=torch.tensor([[224, 224]] * len(labels)))
+        torch.manual_seed(3)
+        our_loss = sum(ours_module.training_losses(batch).values())
+        our_loss.backward()
+        def gradient(parameter: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+            """The gradient (zeros where none flowed) in the official shape (a 1x1 conv read as a linear layer)."""
+            grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+            return grad.reshape(shape)
+
+        pairs = list(zip(theirs.parameters(), ours_module.model.parameters()))
+        largest = max(t.grad.abs().max().item() for t, _ in pairs if t.grad is not None)
+        row["loss"] = f"{their_loss.item():.5g} / {our_loss.item():.5g}"
+        row["loss_diff"] = abs(their_loss.item() - our_loss.item())
+        row["grad_diff"] = max((gradient(t, t.shape) - gradient(o, t.shape)).abs().max().item()
+                               for t, o in pairs) / max(largest, 1e-12)
+    trainer = object.__new__(official_main.Trainer)
+    trainer.model = theirs
+    trainer.args = types.SimpleNamespace(architecture=backbone, lr=1.0, lr_classifier_ratio=10.0, momentum=0.9,
+                                         weight_decay=5e-4)
+    their_groups = {id(p): g["lr"] for g in trainer._set_optimizer().param_groups for p in g["params"]}
+    configured = ours_module.configure_optimizers()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    base = ours_module.hparams.lr
+    our_groups = {id(p): g["lr"] / base for g in optimizer.param_groups for p in g["params"]}
+    names = list(zip(theirs.named_parameters(), ours_module.model.named_parameters()))
+    moved = [f"{their_name}: x{their_groups[id(t)]:g} / ours x{our_groups.get(id(o), float('nan')):g}"
+             for (their_name, t), (_, o) in names if abs(their_groups[id(t)] - our_groups.get(id(o), -1)) > 1e-9]
+    counts = {}
+    for value in their_groups.values():
+        counts[value] = counts.get(value, 0) + 1
+    row["lr"] = ", ".join(f"x{k:g}: {v}" for k, v in sorted(counts.items()))
+    row["lr_moved"] = moved
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official", type=Path, required=True, help="a checkout of clovaai/wsolevaluation")
@@ -207,6 +314,8 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--large-feature-map", action="store_true")
+    parser.add_argument("--no-training", dest="training", action="store_false",
+                        help="skip the training-mode losses and learning-rate groups")
     parser.add_argument("--box-curves", type=int, default=100,
                         help="maps for the BoxAcc-curve comparison against the official BoxEvaluator (0: skip)")
     parser.add_argument("--box-curve-interval", type=float, default=0.01,
@@ -238,6 +347,27 @@ def main() -> int:
             print(f"| {method} | {backbone} | {row['tensors']} | {row['map']} | {row['logits']:.1e} | "
                   f"{row['maps']:.1e} | {row['scale']:.4g} |")
     print(f"largest difference {worst:.1e} (tolerance {TOLERANCE:g})")
+    training_failed = 0
+    if args.training:
+        print("\nTraining: loss and gradients on one batch (train mode, 224 px), learning-rate groups of main.py's "
+              "Trainer against our CUB recipe of the cell")
+        print("| method | backbone | loss official / ours | max abs diff | max gradient diff (relative) | "
+              "official lr groups (params) | params whose multiplier differs |")
+        print("|---|---|---|---|---|---|---|")
+        for method in args.methods:
+            for backbone in args.backbones:
+                if (method, backbone) in PAPER_RECIPES:
+                    continue
+                row = training_parity(args.official, method, backbone, args)
+                loss_ok = row.get("loss_diff", 0.0) <= TOLERANCE * 10 and row.get("grad_diff", 0.0) <= TOLERANCE
+                training_failed += (not loss_ok) or bool(row["lr_moved"])
+                loss = (f"{row['loss']} | {row['loss_diff']:.1e} | {row['grad_diff']:.1e}" if "loss" in row
+                        else "- | - | -")
+                print(f"| {method} | {backbone} | {loss} | {row['lr']} | {len(row['lr_moved'])} |")
+                for line in row["lr_moved"][:5]:
+                    print(f"  - {line}")
+        print(f"{training_failed} training rows differ (loss tolerance {TOLERANCE * 10:g}, gradients "
+              f"{TOLERANCE:g} relative, lr groups exact)")
     curves_differ = 0
     if args.box_curves:
         print(f"\nBoxAcc curves: the official BoxEvaluator vs our MaxBoxAccV2, IoU 30/50/70, on {args.box_curves} "
@@ -250,7 +380,7 @@ def main() -> int:
             print(f"| {row['contours']} | {row['maps']} | {row['interval']} | {row['thresholds']} | {row['hits']} | "
                   f"{row['maxboxacc']} |")
         print(f"{curves_differ} of 2 curve sets differ (tolerance: identical counts)")
-    return 0 if worst <= TOLERANCE and not curves_differ else 1
+    return 0 if worst <= TOLERANCE and not curves_differ and not training_failed else 1
 
 
 if __name__ == "__main__":
