@@ -77,8 +77,9 @@ def protocol(recipe: Path) -> tuple[str, str]:
 
     wsolevaluation recipes: ``test/maxboxacc_v2`` (OpenImages: ``test/pxap``). Paper recipes: the paper's Top-1 Loc, i.e. the
     union-box metric where the recipe sets ``union_box_threshold`` (SPA, DANet's protocol; classified
-    on ten crops where the recipe sets ``ten_crop``, as their evaluation scripts), else Top-1 Loc at
-    the threshold chosen on val (the classic protocol).
+    on ten crops where the recipe sets ``ten_crop``, as their evaluation scripts; DANet's with each
+    level ranked on its own, ``top1_loc_union_levels``), else Top-1 Loc at the threshold chosen on val
+    (the classic protocol).
     """
     text = recipe.read_text()
     match = re.search(r"^# protocol: (\w+)", text, re.M)
@@ -90,7 +91,8 @@ def protocol(recipe: Path) -> tuple[str, str]:
         return "wsolevaluation", "`test/pxap`" if recipe.stem.endswith("_openimages") else "`test/maxboxacc_v2`"
     if re.search(r"^\s+union_box_threshold: [\d.]+", text, re.M):
         ten_crop = re.search(r"^\s+ten_crop: true", text, re.M)
-        return "paper", "`test/top1_loc_union_ten_crop`" if ten_crop else "`test/top1_loc_union`"
+        levels = "_levels" if recipe.stem.startswith("danet_") else ""  # DANet: each level ranked on its own
+        return "paper", f"`test/top1_loc_union{levels}{'_ten_crop' if ten_crop else ''}`"
     return "paper", "`test/top1_loc_at_val_threshold`"
 
 

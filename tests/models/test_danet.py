@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from helpers import make_batch, tiny_cli_args
@@ -316,3 +317,29 @@ def test_independent_level_union_loc_by_hand() -> None:
     metric.update(maps[1:], torch.tensor([[3, 1]]), torch.tensor([1]), boxes[1:], (6, 6))  # label at rank 1, hits
     assert {k: float(v) for k, v in metric.compute().items()} == {"top1_loc_union_levels": 100 / 3,
                                                                   "top5_loc_union_levels": 200 / 3}
+
+
+def test_ten_crop_ranks_every_level_on_the_crops_and_logs_the_official_metric() -> None:
+    from wsol_lightning.data import Synthetic, WSOLDataModule
+    from wsol_lightning.models.base import crop_averaged_scores
+
+    data = WSOLDataModule(Synthetic(image_size=32, train_size=8, val_size=8, test_size=8), resize_size=36,
+                          crop_size=32, batch_size=4, num_workers=0, ten_crop=True)
+    model = tiny_model(union_box_threshold=0.3)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    (metrics,) = trainer.test(model, datamodule=data, verbose=False)
+    for name in ("top1_loc_union_levels_ten_crop", "top5_loc_union_levels_ten_crop", "top1_loc_union_levels"):
+        assert f"test/{name}" in metrics, name
+    batch = next(iter(data.test_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        out = model.model.localize(batch.image, batch.label)
+        crops = model.model(batch.ten_crop_images.flatten(0, 1))
+        extras = model.evaluation_extras(batch, out, model.ten_crop_outputs(batch))
+        fine = crop_averaged_scores(crops.level_logits[-1], 4)
+        coarse = crop_averaged_scores(crops.level_logits[0], 4)
+        levels = model.model(batch.image)
+    assert torch.equal(extras["ranked_classes_ten_crop"], fine.topk(5, dim=1).indices)
+    first = [levels.level_maps[0][torch.arange(4), coarse.argmax(1)], levels.level_maps[1][torch.arange(4), fine.argmax(1)]]
+    torch.testing.assert_close(extras["ranked_maps_ten_crop"][:, 0], fuse_level_maps(first))

@@ -62,6 +62,12 @@ def _to_cpu_numpy64(maps: torch.Tensor) -> np.ndarray:
     return maps.detach().float().cpu().numpy().astype(np.float64)
 
 
+
+def crop_averaged_scores(logits: torch.Tensor, num_images: int) -> torch.Tensor:
+    """Softmax of each crop's logits ``[B * N, C]`` (image-major), averaged over each image's ``N`` crops:
+    ``[B, C]`` (SPA_CVPR2021 ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-157)."""
+    return logits.float().softmax(dim=1).view(num_images, -1, logits.shape[1]).mean(dim=1)
+
 class WSOLModule(pl.LightningModule):
     """Shared evaluation, optimizer and logging for WSOL methods.
 
@@ -369,6 +375,11 @@ class WSOLModule(pl.LightningModule):
         annotations = {
             f: getattr(batch, f).cpu() for f in (*OPTIONAL_MAP_FIELDS, "multi_hot") if getattr(batch, f) is not None
         }
+        crop_outputs = self.ten_crop_outputs(batch)
+        ten_crop_scores = None
+        if crop_outputs is not None:
+            ten_crop_scores = crop_averaged_scores(torch.cat([o.logits for o in crop_outputs]), len(batch)).cpu()
+        extras = self.evaluation_extras(batch, out, crop_outputs)
         evaluator.update(
             EvaluationStep(
                 labels=batch.label.cpu(),
@@ -378,27 +389,37 @@ class WSOLModule(pl.LightningModule):
                 boxes=[b.cpu().numpy() for b in batch.gt_boxes()],
                 annotations=annotations,
                 class_maps={c: self.maps_of_class(batch, out, c) for c in map_classes},
-                extras=apply_to_collection(dict(out.extras), torch.Tensor, lambda t: t.detach().float().cpu()),
+                extras=apply_to_collection(extras, torch.Tensor, lambda t: t.detach().float().cpu()),
                 multilabel=bool(self.hparams.multilabel),
                 cam_threshold=self.current_cam_threshold(),
-                ten_crop_scores=self.ten_crop_scores(batch),
+                ten_crop_scores=ten_crop_scores,
             )
         )
 
-    @torch.no_grad()
-    def ten_crop_scores(self, batch: WSOLBatch) -> torch.Tensor | None:
-        """Softmax scores averaged over each image's ten crops ``[B, C]`` on the CPU (SPA_CVPR2021
-        ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-145), or ``None``.
+    def evaluation_extras(
+        self, batch: WSOLBatch, out: LocalizationOutput, crop_outputs: list[Any] | None
+    ) -> dict[str, Any]:
+        """The network's extra outputs an evaluation step carries (``out.extras``); a method may add what its
+        metrics read, e.g. from ``crop_outputs`` (:meth:`ten_crop_outputs`; DANet's ten-crop level ranks)."""
+        return dict(out.extras)
 
-        Only the logits are computed (the network's forward, no maps), ``B`` crops at a time.
-        """
+    @torch.no_grad()
+    def ten_crop_outputs(self, batch: WSOLBatch) -> list[Any] | None:
+        """The network's forward (no maps) on each image's ten crops, ``B`` crops per output, or ``None``."""
         if batch.ten_crop_images is None:
             return None
         crops = batch.ten_crop_images.flatten(0, 1)
         if self.hparams.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
-        logits = torch.cat([self.model(chunk).logits.float() for chunk in crops.split(len(batch))])
-        return logits.softmax(dim=1).view(len(batch), -1, logits.shape[1]).mean(dim=1).cpu()
+        return [self.model(chunk) for chunk in crops.split(len(batch))]
+
+    @torch.no_grad()
+    def ten_crop_scores(self, batch: WSOLBatch) -> torch.Tensor | None:
+        """Softmax scores averaged over each image's ten crops ``[B, C]`` on the CPU, or ``None``."""
+        outputs = self.ten_crop_outputs(batch)
+        if outputs is None:
+            return None
+        return crop_averaged_scores(torch.cat([o.logits for o in outputs]), len(batch)).cpu()
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")

@@ -10,8 +10,9 @@ from torchmetrics import Metric
 from wsol_lightning.data.batch import WSOLBatch
 from wsol_lightning.errors import ConfigError
 from wsol_lightning.hierarchy import ClassHierarchy, load_hierarchy
-from wsol_lightning.models.base import WSOLModule
+from wsol_lightning.models.base import WSOLModule, crop_averaged_scores
 from wsol_lightning.models.components.backbones import VGGPooling
+from wsol_lightning.models.components.network import LocalizationOutput
 from wsol_lightning.models.components.options import require_choice
 from wsol_lightning.models.danet.loss import (
     hierarchical_cross_entropy,
@@ -121,7 +122,24 @@ class DANet(WSOLModule):
         }
         if self.hparams.union_box_threshold is not None:
             metrics["union_box_loc_levels"] = IndependentLevelUnionLoc(self.hparams.union_box_threshold)
+            metrics["union_box_loc_levels_ten_crop"] = IndependentLevelUnionLoc(
+                self.hparams.union_box_threshold, ten_crop=True)  # kept when the data provides ten_crop
         return metrics
+
+    def evaluation_extras(
+        self, batch: WSOLBatch, out: LocalizationOutput, crop_outputs: list[Any] | None
+    ) -> dict[str, Any]:
+        """With ten crops and ``union_box_threshold``, also the official evaluation's ranked maps: each level
+        ranked by its softmax averaged over the ten crops (``exper/val_hierarchy.py`` L143-157), the maps
+        of those classes from the evaluated image (``ranked_maps_ten_crop``, ``ranked_classes_ten_crop``)."""
+        extras = super().evaluation_extras(batch, out, crop_outputs)
+        if crop_outputs is None or self.hparams.union_box_threshold is None:
+            return extras
+        level_scores = [crop_averaged_scores(torch.cat([o.level_logits[level] for o in crop_outputs]), len(batch))
+                        for level in range(len(crop_outputs[0].level_logits))]
+        level_maps = self.model(batch.image).level_maps  # the evaluated image's maps of every class
+        extras["ranked_maps_ten_crop"], extras["ranked_classes_ten_crop"] = self.model.ranked_maps(level_maps, level_scores)
+        return extras
 
     # -- training -------------------------------------------------------------------------
     def training_losses(self, batch: WSOLBatch) -> dict[str, torch.Tensor]:

@@ -88,24 +88,30 @@ class IndependentLevelUnionLoc(PercentMetric):
     finest class; the network's ``ranked_maps`` extra); its union box at ``threshold``
     (:func:`~wsol_lightning.cam.union_box_hits`, IoU ``> iou_threshold``) is labelled
     with the ``i``-th finest class. Top-1: rank 0 is the label and hits; Top-5: some rank is the label
-    and hits. Maps are resized to the evaluated frame like the shared maps (``resize_cam``); the
-    classes are ranked on the evaluated image (the official ranks ten-crop scores by default).
-    Images without a GT box are not counted. Logs ``top1_loc_union_levels`` and ``top5_loc_union_levels``.
+    and hits. Maps are resized to the evaluated frame like the shared maps (``resize_cam``). The
+    classes are ranked on the evaluated image (``ranked_maps``: ``top1_loc_union_levels``,
+    ``top5_loc_union_levels``), or with ``ten_crop`` on the ten-crop scores of every level
+    (``ranked_maps_ten_crop``: ``top1_loc_union_levels_ten_crop``, ..., the official protocol; needs
+    data providing ``ten_crop``). Images without a GT box are not counted.
 
     Args:
         threshold: the union-box threshold (the model's ``union_box_threshold``).
         iou_threshold: IoU a hit must exceed (DANet: 0.5).
+        ten_crop: rank with the ten-crop scores.
     """
 
-    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})
+    requires: ClassVar[frozenset[str]] = frozenset({"boxes"})  # with ten_crop the instance's adds "ten_crop"
     top1_hits: torch.Tensor
     top5_hits: torch.Tensor
     count: torch.Tensor
 
-    def __init__(self, threshold: float, iou_threshold: float = 0.5) -> None:
+    def __init__(self, threshold: float, iou_threshold: float = 0.5, ten_crop: bool = False) -> None:
         super().__init__()
         self.threshold = float(threshold)
         self.iou_threshold = float(iou_threshold)
+        self.suffix = "_ten_crop" if ten_crop else ""
+        if ten_crop:
+            self.requires = frozenset({"boxes", "ten_crop"})
         for name in ("top1_hits", "top5_hits", "count"):
             self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -127,18 +133,18 @@ class IndependentLevelUnionLoc(PercentMetric):
         self.count += len(boxed)
 
     def update_from_step(self, step: EvaluationStep) -> None:
-        self.update(step.extras["ranked_maps"].numpy(), step.extras["ranked_classes"], step.labels, step.boxes,
-                    step.image_size)
+        self.update(step.extras[f"ranked_maps{self.suffix}"].numpy(), step.extras[f"ranked_classes{self.suffix}"],
+                    step.labels, step.boxes, step.image_size)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """``top1_loc_union_levels`` and ``top5_loc_union_levels`` in percent (float64)."""
+        """``top1_loc_union_levels`` and ``top5_loc_union_levels`` (with ``ten_crop``: ``..._ten_crop``) in percent."""
         return self._values()
 
     def _values(self) -> dict[str, torch.Tensor]:
         if int(self.count) == 0:
             raise RuntimeError("IndependentLevelUnionLoc.compute() needs at least one image with a box")
-        return {f"{name}_loc_union_levels": getattr(self, f"{name}_hits").double() * 100.0 / float(self.count)
-                for name in ("top1", "top5")}
+        return {f"{name}_loc_union_levels{self.suffix}": getattr(self, f"{name}_hits").double() * 100.0
+                / float(self.count) for name in ("top1", "top5")}
 
     def logged_values(self, reference_threshold: float | None = None) -> dict[str, torch.Tensor]:
         """The values of :meth:`compute`, synced across processes (nothing when no boxed image was seen)."""

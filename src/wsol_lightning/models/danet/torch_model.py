@@ -190,24 +190,30 @@ class DANetNet(LocalizationNetwork):
         """Finest logits and the fused map of ``classes[b]`` and its ancestors (note §4).
 
         ``extras``: ``level_logits``, every level's logits, coarsest first (the per-level accuracies);
-        ``ranked_maps`` ``[B, R, H, W]`` and ``ranked_classes`` ``[B, R]`` (``R = min(5, C)``): the
-        official evaluation's maps, rank ``i`` fusing each level's own ``i``-th class by its logits
-        (independent arg-sorts, DANet ``utils/localization.py`` ``get_topk_boxes_hier`` L56-72), and
-        the ``i``-th finest class that labels its box.
+        ``ranked_maps`` / ``ranked_classes``: :meth:`ranked_maps` ranked by the levels' logits.
         """
         out = self(images)
         classes = top1_classes(out.logits, classes)
         maps = self.fused_maps(out.level_maps, classes, relu=self.relu_maps)
-        ranks = min(5, out.logits.shape[1])
-        ranked = [logits.topk(min(ranks, logits.shape[1]), dim=1).indices for logits in out.level_logits]
-        batch = torch.arange(images.shape[0], device=images.device)
-        ranked_maps = torch.stack([
-            fuse_level_maps([m[batch, r[:, min(i, r.shape[1] - 1)]] for m, r in zip(out.level_maps, ranked)],
+        ranked_maps, ranked_classes = self.ranked_maps(out.level_maps, out.level_logits)
+        extras = {"level_logits": out.level_logits, "ranked_maps": ranked_maps, "ranked_classes": ranked_classes}
+        return LocalizationOutput(out.logits, maps, classes, MappingProxyType(extras))
+
+    def ranked_maps(
+        self, level_maps: Sequence[torch.Tensor], level_scores: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official evaluation's maps ``[B, R, H, W]`` and finest classes ``[B, R]`` (``R = min(5, C)``):
+        rank ``i`` fuses each level's own ``i``-th class by its scores (independent arg-sorts, DANet
+        ``utils/localization.py`` L56-72; a level with fewer classes repeats its last)."""
+        ranks = min(5, level_scores[-1].shape[1])
+        ranked = [scores.topk(min(ranks, scores.shape[1]), dim=1).indices for scores in level_scores]
+        batch = torch.arange(ranked[-1].shape[0], device=ranked[-1].device)
+        maps = torch.stack([
+            fuse_level_maps([m[batch, r[:, min(i, r.shape[1] - 1)]] for m, r in zip(level_maps, ranked)],
                             relu=self.relu_maps)
             for i in range(ranks)
         ], dim=1)
-        extras = {"level_logits": out.level_logits, "ranked_maps": ranked_maps, "ranked_classes": ranked[-1]}
-        return LocalizationOutput(out.logits, maps, classes, MappingProxyType(extras))
+        return maps, ranked[-1]
 
     def localize_all_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the fused map of every finest class, in one pass (each level's maps gathered by ancestry)."""
