@@ -98,6 +98,11 @@ class ShorterSideResize(A.SmallestMaxSize):
         return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+def square_resize(side: int, image_resize: str) -> A.Resize:
+    """Resize to ``side`` x ``side`` with ``image_resize``'s filter (PIL's bilinear or OpenCV's linear)."""
+    return PILBilinearResize(side, side) if image_resize == "pil" else A.Resize(side, side)
+
+
 def build_transform(
     train: bool, resize_size: int, crop_size: int, image_resize: str = "opencv", train_resize: str = "square"
 ) -> A.Compose:
@@ -106,17 +111,16 @@ def build_transform(
         raise ValueError(f"image_resize must be one of {', '.join(IMAGE_RESIZES)}, got {image_resize!r}")
     if train_resize not in TRAIN_RESIZES:
         raise ValueError(f"train_resize must be one of {', '.join(TRAIN_RESIZES)}, got {train_resize!r}")
-    resize = PILBilinearResize if image_resize == "pil" else A.Resize
     if train:
         geometric = [
             ShorterSideResize(resize_size, image_resize)
             if train_resize == "shorter_side"
-            else resize(resize_size, resize_size),
+            else square_resize(resize_size, image_resize),
             A.RandomCrop(crop_size, crop_size),
             A.HorizontalFlip(p=0.5),
         ]
     else:
-        geometric = [resize(crop_size, crop_size)]
+        geometric = [square_resize(crop_size, image_resize)]
     return A.Compose(
         [*geometric, A.ToFloat(max_value=255.0)],
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["box_ids"], clip=True, min_visibility=0.0),
@@ -130,8 +134,7 @@ def ten_crop_views(image: np.ndarray, resize_size: int, crop_size: int, image_re
     five of the mirrored image, in torchvision's order (SPA_CVPR2021 ``utils/loader.py`` L30-36: the
     image resized to ``resize_size`` x ``resize_size`` first).
     """
-    resize = PILBilinearResize if image_resize == "pil" else A.Resize
-    resized = A.Compose([resize(resize_size, resize_size), A.ToFloat(max_value=255.0)])(image=image)["image"]
+    resized = A.Compose([square_resize(resize_size, image_resize), A.ToFloat(max_value=255.0)])(image=image)["image"]
     full = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
     far, centre = resize_size - crop_size, int(round((resize_size - crop_size) / 2.0))
     corners = ((0, 0), (0, far), (far, 0), (far, far), (centre, centre))

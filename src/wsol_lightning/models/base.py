@@ -62,11 +62,11 @@ def _to_cpu_numpy64(maps: torch.Tensor) -> np.ndarray:
     return maps.detach().float().cpu().numpy().astype(np.float64)
 
 
-
 def crop_averaged_scores(logits: torch.Tensor, num_images: int) -> torch.Tensor:
     """Softmax of each crop's logits ``[B * N, C]`` (image-major), averaged over each image's ``N`` crops:
     ``[B, C]`` (SPA_CVPR2021 ``exper/val_spa.py`` L241-244, DANet ``exper/val_hierarchy.py`` L143-157)."""
     return logits.float().softmax(dim=1).view(num_images, -1, logits.shape[1]).mean(dim=1)
+
 
 class WSOLModule(pl.LightningModule):
     """Shared evaluation, optimizer and logging for WSOL methods.
@@ -412,14 +412,6 @@ class WSOLModule(pl.LightningModule):
         if self.hparams.channels_last:
             crops = crops.contiguous(memory_format=torch.channels_last)
         return [self.model(chunk) for chunk in crops.split(len(batch))]
-
-    @torch.no_grad()
-    def ten_crop_scores(self, batch: WSOLBatch) -> torch.Tensor | None:
-        """Softmax scores averaged over each image's ten crops ``[B, C]`` on the CPU, or ``None``."""
-        outputs = self.ten_crop_outputs(batch)
-        if outputs is None:
-            return None
-        return crop_averaged_scores(torch.cat([o.logits for o in outputs]), len(batch)).cpu()
 
     def validation_step(self, batch: WSOLBatch, batch_idx: int) -> None:
         self._evaluation_step(batch, "val")
