@@ -94,17 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is out of date")
     options = parser.parse_args(argv)
-    stale = [path for path, text in updated_files().items() if path.read_text() != text]
-    if options.check:
-        for path in stale:
+    stale = {path: text for path, text in updated_files().items() if path.read_text() != text}
+    for path, text in stale.items():
+        if options.check:
             print(f"{path.relative_to(REPO)}: out of date with {REPORT.relative_to(REPO)}; "
                   "run python scripts/quote_benchmark.py", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in updated_files().items():
-        if path in stale:
+        else:
             path.write_text(text)
             print(f"updated {path.relative_to(REPO)}")
-    return 0
+    return 1 if stale and options.check else 0
 
 
 if __name__ == "__main__":
