@@ -10,7 +10,7 @@ Each ``(method, seed)`` is a run folder ``OUTPUT/runs/<method>/seed<k>`` trained
 ``last.ckpt`` by ``wsol test`` (same data, budget and backbone for every seed: only the seed
 differs). A run's result (its ``summary.json`` test metrics, fit time, or the reason it failed) is
 stored in ``result.json`` when the run ends, so an interrupted benchmark resumes from the runs
-already finished; failed runs are tried again. The rest goes on when a run fails; the failures are
+already finished; failed and interrupted runs are trained again from an empty folder. The rest goes on when a run fails; the failures are
 listed in the report and the exit status is 1.
 
 Reported metrics are test metrics. Top-1 and GT-known Loc are those at the CAM threshold chosen on
@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -171,6 +172,9 @@ def run(
     The two commands run as subprocesses of this interpreter (``python -m wsol_lightning``), their
     output in ``folder/fit.log`` and ``folder/test.log``; the result is stored in
     ``folder/result.json``. This is the one runner of the benchmark and the ablation notebooks.
+    The run starts from an empty ``folder``: what an earlier attempt left there is removed first
+    (beside a stale ``last.ckpt`` Lightning would write ``last-v1.ckpt``, and the test would read
+    the stale one).
 
     Args:
         config: the run's config (e.g. ``experiments/acol.yaml``).
@@ -185,7 +189,9 @@ def run(
     config, folder = Path(config), Path(folder)
     fit, test = run_commands(config, seed, folder, overrides, group, name)
     result = RunResult(method=method or config.stem, seed=seed, status="failed", command=fit, folder=str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     start = time.monotonic()
     for stage, args in (("fit", fit), ("test", test)):
         if on_stage is not None:

@@ -89,6 +89,11 @@ def test_benchmark_writes_the_four_files_resumes_and_lists_failures(tmp_path: Pa
     assert "| adl | 2 |" in markdown and "Δ to CAM" in markdown and "95% interval" in markdown
 
     # A failing method is listed with its reason; the finished runs are reused, not trained again.
+    # An interrupted run (no result.json; its checkpoint from before the kill) is trained afresh
+    # and tested from its own last.ckpt, not the stale one.
+    interrupted = output / "runs" / "cam" / "seed1"
+    (interrupted / "result.json").unlink()
+    (interrupted / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint from before the kill")
     (configs / "broken.yaml").write_text((configs / "cam.yaml").read_text().replace("lr: 0.005", "lr: fast"))
     stamp = (output / "runs" / "cam" / "seed0" / "result.json").stat().st_mtime_ns
     second = benchmark("--methods", "cam", "broken", "--seeds", "0", "1", "--output", str(output),
@@ -96,6 +101,9 @@ def test_benchmark_writes_the_four_files_resumes_and_lists_failures(tmp_path: Pa
     assert second.returncode == 1, second.stderr[-3000:]
     assert "cam seed 0: finished earlier, reused" in second.stdout
     assert (output / "runs" / "cam" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    assert "cam seed 1: ok" in second.stdout
+    assert json.loads((interrupted / "result.json").read_text())["metrics"]["maxboxacc_v2"] == cam[1]
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == ["last.ckpt"]
     markdown = (output / "benchmark.md").read_text()
     assert "Failed runs (2)" in markdown and "broken seed 0: fit exited with status 2" in markdown and "lr" in markdown
 
