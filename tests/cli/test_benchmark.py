@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_DATA
 
-from wsol_lightning.benchmark import METRICS, RunResult, aggregate, run_commands, verdict
+from wsol_lightning.benchmark import METRICS, RunResult, aggregate, markdown_report, run_commands, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -56,6 +56,18 @@ def test_only_seeds_both_methods_finished_are_paired() -> None:
     assert spa.differences["pxap"].n == 1 and spa.differences["pxap"].mean == 5.0
     assert verdict(METRICS[0], spa.differences["pxap"]) == ""  # one pair: no interval, no verdict
     assert math.isinf(spa.differences["pxap"].high)
+
+
+def test_a_cell_on_fewer_seeds_than_its_row_says_so() -> None:
+    cam = [result("cam", s, pxap=10.0 + s, maxboxacc_v2=30.0 + s) for s in range(3)]
+    spa = [result("spa", 0, pxap=12.0, maxboxacc_v2=33.0), result("spa", 1, pxap=14.0, maxboxacc_v2=34.0),
+           result("spa", 2, maxboxacc_v2=35.0)]  # seed 2 has no PxAP
+    markdown = markdown_report(aggregate(cam + spa), [], "cam", "# t")
+    means = next(line for line in markdown.splitlines() if line.startswith("| spa | 3 |"))
+    assert "34.00 ± 1.00 |" in means and "13.00 ± 1.41 (n=2) |" in means
+    difference = next(line for line in markdown.splitlines() if line.startswith("| spa | +"))
+    cells = difference.split("|")  # method, MaxBoxAccV2, GT-known, Top-1, PxAP, ...
+    assert cells[2].strip() == "+3.00 [+3.00, +3.00] ▲" and cells[5].strip().endswith("(n=2)")
 
 
 def test_wandb_group_and_name_only_when_the_config_logs_to_wandb(tmp_path: Path) -> None:
