@@ -10,7 +10,7 @@ Each ``(method, seed)`` is a run folder ``OUTPUT/runs/<method>/seed<k>`` trained
 ``last.ckpt`` by ``wsol test`` (same data, budget and backbone for every seed: only the seed
 differs). A run's result (its ``summary.json`` test metrics, fit time, or the reason it failed) is
 stored in ``result.json`` when the run ends, so an interrupted benchmark resumes from the runs
-already finished; failed runs are tried again. The rest goes on when a run fails; the failures are
+already finished; failed and interrupted runs are trained again from an empty folder. The rest goes on when a run fails; the failures are
 listed in the report and the exit status is 1.
 
 Reported metrics are test metrics. Top-1 and GT-known Loc are those at the CAM threshold chosen on
@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -82,7 +83,7 @@ METRICS: tuple[Metric, ...] = (
 CAPTION = (
     "Test split; Top-1 and GT-known Loc at the CAM threshold chosen on val; MaxBoxAccV2 is the mean over "
     "IoU 30/50/70 of the best box accuracy over thresholds (Choe et al., CVPR 2020). Cells: mean ± sample "
-    "standard deviation over seeds. Δ: paired difference to {reference} over the same seeds (same data, data "
+    "standard deviation over seeds ((n=k): a cell on fewer seeds than its row, a metric some run lacks). Δ: paired difference to {reference} over the same seeds (same data, data "
     "order and initialization of the shared parts), mean [95% interval, Student t with n-1 degrees of freedom]; "
     "▲/▼ mark an interval that excludes 0 (better/worse), = one that does not."
 )
@@ -171,6 +172,9 @@ def run(
     The two commands run as subprocesses of this interpreter (``python -m wsol_lightning``), their
     output in ``folder/fit.log`` and ``folder/test.log``; the result is stored in
     ``folder/result.json``. This is the one runner of the benchmark and the ablation notebooks.
+    The run starts from an empty ``folder``: what an earlier attempt left there is removed first
+    (beside a stale ``last.ckpt`` Lightning would write ``last-v1.ckpt``, and the test would read
+    the stale one).
 
     Args:
         config: the run's config (e.g. ``experiments/acol.yaml``).
@@ -185,7 +189,9 @@ def run(
     config, folder = Path(config), Path(folder)
     fit, test = run_commands(config, seed, folder, overrides, group, name)
     result = RunResult(method=method or config.stem, seed=seed, status="failed", command=fit, folder=str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     start = time.monotonic()
     for stage, args in (("fit", fit), ("test", test)):
         if on_stage is not None:
@@ -262,18 +268,26 @@ MARKS = {"better": "▲", "worse": "▼", "no difference": "=", "higher": "↑",
 
 
 # -- report -----------------------------------------------------------------------------------
-def _mean_std(summary: Summary | None) -> str:
+def _fewer(summary: Summary, runs: int) -> str:
+    """`` (n=k)`` when a cell rests on fewer seeds than its row's runs (a metric some run lacks)."""
+    return f" (n={summary.n})" if summary.n < runs else ""
+
+
+def _mean_std(summary: Summary | None, runs: int) -> str:
     if summary is None:
         return "-"
-    return f"{summary.mean:.2f} ± {summary.std:.2f}" if summary.n > 1 else f"{summary.mean:.2f} (one run)"
+    if summary.n < 2:
+        return f"{summary.mean:.2f} (one run)"
+    return f"{summary.mean:.2f} ± {summary.std:.2f}{_fewer(summary, runs)}"
 
 
-def _difference(metric: Metric, difference: Summary | None) -> str:
+def _difference(metric: Metric, difference: Summary | None, pairs: int) -> str:
     if difference is None:
         return "-"
     if difference.n < 2:
         return f"{difference.mean:+.2f} (one pair)"
-    return f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] {MARKS[verdict(metric, difference)]}"
+    return (f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}] {MARKS[verdict(metric, difference)]}"
+            f"{_fewer(difference, pairs)}")
 
 
 def markdown_report(rows: Sequence[MethodRow], failed: Sequence[RunResult], reference: str, header: str) -> str:
@@ -282,16 +296,18 @@ def markdown_report(rows: Sequence[MethodRow], failed: Sequence[RunResult], refe
     lines = [header, "", CAPTION.format(reference=reference.upper()), ""]
     lines += ["| method | n | " + " | ".join(m.title for m in main) + " |", "|---|---|" + "---|" * len(main)]
     for row in rows:
-        cells = [_mean_std(row.summaries.get(m.key)) for m in main]
+        cells = [_mean_std(row.summaries.get(m.key), len(row.seeds)) for m in main]
         lines.append(f"| {row.method} | {len(row.seeds)} | " + " | ".join(cells) + " |")
     compared = [m for m in main if m.key != "fit_minutes"]
     others = [row for row in rows if row.method != reference]
+    reference_seeds = next((set(row.seeds) for row in rows if row.method == reference), set())
     if others and any(row.method == reference for row in rows):
         lines += ["", f"Δ to {reference.upper()} (paired over seeds, mean [95% interval]):", ""]
         lines += ["| method | " + " | ".join(m.title for m in compared) + " |", "|---|" + "---|" * len(compared)]
         for row in others:
-            lines.append(f"| {row.method} | " + " | ".join(_difference(m, row.differences.get(m.key)) for m in compared)
-                         + " |")
+            pairs = len(reference_seeds & set(row.seeds))
+            lines.append(f"| {row.method} | " + " | ".join(_difference(m, row.differences.get(m.key), pairs)
+                                                            for m in compared) + " |")
     if failed:
         lines += ["", f"Failed runs ({len(failed)}):", ""]
         lines += [f"- {r.method} seed {r.seed}: {r.reason} (log: {r.log})" for r in failed]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import TINY_DATA
 
-from wsol_lightning.benchmark import METRICS, RunResult, aggregate, run_commands, verdict
+from wsol_lightning.benchmark import METRICS, RunResult, aggregate, markdown_report, run_commands, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -58,6 +58,18 @@ def test_only_seeds_both_methods_finished_are_paired() -> None:
     assert math.isinf(spa.differences["pxap"].high)
 
 
+def test_a_cell_on_fewer_seeds_than_its_row_says_so() -> None:
+    cam = [result("cam", s, pxap=10.0 + s, maxboxacc_v2=30.0 + s) for s in range(3)]
+    spa = [result("spa", 0, pxap=12.0, maxboxacc_v2=33.0), result("spa", 1, pxap=14.0, maxboxacc_v2=34.0),
+           result("spa", 2, maxboxacc_v2=35.0)]  # seed 2 has no PxAP
+    markdown = markdown_report(aggregate(cam + spa), [], "cam", "# t")
+    means = next(line for line in markdown.splitlines() if line.startswith("| spa | 3 |"))
+    assert "34.00 ± 1.00 |" in means and "13.00 ± 1.41 (n=2) |" in means
+    difference = next(line for line in markdown.splitlines() if line.startswith("| spa | +"))
+    cells = difference.split("|")  # method, MaxBoxAccV2, GT-known, Top-1, PxAP, ...
+    assert cells[2].strip() == "+3.00 [+3.00, +3.00] ▲" and cells[5].strip().endswith("(n=2)")
+
+
 def test_wandb_group_and_name_only_when_the_config_logs_to_wandb(tmp_path: Path) -> None:
     fit, test = run_commands(REPO / "experiments/cam.yaml", 3, tmp_path, ["--x", "1"], group="g", name="cam-seed3")
     assert fit[:1] == ["fit"] and test[:1] == ["test"]
@@ -89,6 +101,11 @@ def test_benchmark_writes_the_four_files_resumes_and_lists_failures(tmp_path: Pa
     assert "| adl | 2 |" in markdown and "Δ to CAM" in markdown and "95% interval" in markdown
 
     # A failing method is listed with its reason; the finished runs are reused, not trained again.
+    # An interrupted run (no result.json; its checkpoint from before the kill) is trained afresh
+    # and tested from its own last.ckpt, not the stale one.
+    interrupted = output / "runs" / "cam" / "seed1"
+    (interrupted / "result.json").unlink()
+    (interrupted / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint from before the kill")
     (configs / "broken.yaml").write_text((configs / "cam.yaml").read_text().replace("lr: 0.005", "lr: fast"))
     stamp = (output / "runs" / "cam" / "seed0" / "result.json").stat().st_mtime_ns
     second = benchmark("--methods", "cam", "broken", "--seeds", "0", "1", "--output", str(output),
@@ -96,6 +113,9 @@ def test_benchmark_writes_the_four_files_resumes_and_lists_failures(tmp_path: Pa
     assert second.returncode == 1, second.stderr[-3000:]
     assert "cam seed 0: finished earlier, reused" in second.stdout
     assert (output / "runs" / "cam" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    assert "cam seed 1: ok" in second.stdout
+    assert json.loads((interrupted / "result.json").read_text())["metrics"]["maxboxacc_v2"] == cam[1]
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == ["last.ckpt"]
     markdown = (output / "benchmark.md").read_text()
     assert "Failed runs (2)" in markdown and "broken seed 0: fit exited with status 2" in markdown and "lr" in markdown
 
