@@ -10,8 +10,8 @@ Each ``(method, seed)`` is a run folder ``OUTPUT/runs/<method>/seed<k>`` trained
 ``last.ckpt`` by ``wsol test`` (same data, budget and backbone for every seed: only the seed
 differs). A run's result (its ``summary.json`` test metrics, fit time, or the reason it failed) is
 stored in ``result.json`` when the run ends, so an interrupted benchmark resumes from the runs
-already finished; failed and interrupted runs are trained again from an empty folder. The rest goes on when a run fails; the failures are
-listed in the report and the exit status is 1.
+already finished; failed and interrupted runs are trained again from an empty folder. The rest goes
+on when a run fails; the failures are listed in the report and the exit status is 1.
 
 Reported metrics are test metrics. Top-1 and GT-known Loc are those at the CAM threshold chosen on
 val (the classic protocol); MaxBoxAccV2 is threshold-free by definition (its best threshold per IoU);
@@ -83,8 +83,9 @@ METRICS: tuple[Metric, ...] = (
 CAPTION = (
     "Test split; Top-1 and GT-known Loc at the CAM threshold chosen on val; MaxBoxAccV2 is the mean over "
     "IoU 30/50/70 of the best box accuracy over thresholds (Choe et al., CVPR 2020). Cells: mean ± sample "
-    "standard deviation over seeds ((n=k): a cell on fewer seeds than its row, a metric some run lacks). Δ: paired difference to {reference} over the same seeds (same data, data "
-    "order and initialization of the shared parts), mean [95% interval, Student t with n-1 degrees of freedom]; "
+    "standard deviation over seeds ((n=k): a cell on fewer seeds than its row, a metric some run lacks). "
+    "Δ: paired difference to {reference} over the same seeds (same data, data order and initialization of "
+    "the shared parts), mean [95% interval, Student t with n-1 degrees of freedom]; "
     "▲/▼ mark an interval that excludes 0 (better/worse), = one that does not."
 )
 
