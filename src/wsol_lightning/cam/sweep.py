@@ -26,8 +26,8 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
 Components are kept as labels that always name their root (no union-find paths): a pixel whose
 present neighbours carry one label joins it without a search, and a merge relabels the smaller
 component (scanning its box when dense, else walking its circular member list). Per level,
-only roots whose box could reach some IoU threshold are re-evaluated, and only when their box
-changed. IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive
+only roots whose box changed (a new root, an added pixel past an edge, a merge) and could reach
+some IoU threshold are re-evaluated; a pixel that leaves its root's box as it was costs no more. IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive
 boxes. With no foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel
 border of background (never added), so neighbour loops need no bounds checks; grid indices are
 unsigned, which spares numba's negative-index wraparound on every access. Kernels are
@@ -353,22 +353,28 @@ def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
-    """Add pixel ``p`` to the component of ``root``."""
+def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> bool:
+    """Add pixel ``p`` to the component of ``root``; return whether its box grew."""
     box, link = ws.box, ws.link
     ws.label[p] = root
     link[p] = link[root]
     link[root] = p
     ws.size[root] += 1
     x, y = xy & 0xFFFF, xy >> 16
+    grew = False
     if x < box[root, 0]:
         box[root, 0] = x
+        grew = True
     elif x > box[root, 2]:
         box[root, 2] = x
+        grew = True
     if y < box[root, 1]:
         box[root, 1] = y
+        grew = True
     elif y > box[root, 3]:
         box[root, 3] = y
+        grew = True
+    return grew
 
 
 @numba.njit(cache=True, nogil=True)
@@ -429,9 +435,10 @@ def _hole_masks(
     closed components merge as in :func:`_component_masks`.
 
     ``counted[r]`` is root ``r``'s mask in ``counts``; a merge withdraws the absorbed root's, an
-    opening the root's. Only a root whose box could reach the lowest IoU threshold (``limit``,
-    see :func:`_box_mask`) is noted as touched in a level; at its end the touched closed roots
-    are re-evaluated when their box changed (``ws.seen`` keeps the box a mask was computed for).
+    opening the root's. A root is noted as touched in a level when its box changed (new, grown
+    or merged) and could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`); at
+    the level's end the touched closed roots are re-evaluated when their box differs from the one
+    their mask was computed for (``ws.seen``).
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched, link = (
@@ -474,8 +481,10 @@ def _hole_masks(
                 counted[p] = 0
                 seen[p] = -1
                 root = p
+                changed = True
             else:
                 root = np.uint64(highest)
+                changed = False
                 if north & south & west & east != highest:  # see _component_masks
                     for other in (p - stride, p + stride, p - one, p + one):
                         if label[other] < 0:
@@ -484,7 +493,10 @@ def _hole_masks(
                         if r != root:
                             root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
-                _add(ws, p, coords[i], root)
+                            changed = True
+                changed |= _add(ws, p, coords[i], root)
+            if not changed:
+                continue
             # the hole box is at most 3 pixels wider and higher than the component's
             reach = 100 * (box[root, 2] - box[root, 0] + 4) * (box[root, 3] - box[root, 1] + 4)
             if stamp[root] != v and reach >= limit:
@@ -519,10 +531,10 @@ def _component_masks(
     components are merged (:func:`_merge`). The test needs no branch per neighbour: ``-1`` (all
     bits set) is neutral for ``&``, and the ``&`` of two different labels ``>= 0`` is below the
     larger one, so the present labels agree iff the ``&`` of all eight equals their maximum. ``counted[r]`` is the mask root ``r``
-    contributes to ``counts``: a root absorbed by a merge withdraws it at once. Only a root
-    whose box could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`) is noted
-    as touched in a level; at its end the touched roots are re-evaluated when their box changed
-    (``ws.seen`` keeps the box a mask was computed for).
+    contributes to ``counts``: a root absorbed by a merge withdraws it at once. A root is noted
+    as touched in a level when its box changed (new, grown or merged) and could reach the lowest
+    IoU threshold (``limit``, see :func:`_box_mask`); at the level's end the touched roots are
+    re-evaluated when their box differs from the one their mask was computed for (``ws.seen``).
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
@@ -544,8 +556,10 @@ def _component_masks(
                 counted[p] = 0
                 seen[p] = -1
                 root = p
+                changed = True
             else:
                 root = np.uint64(highest)
+                changed = False
                 if a & b & c & d & e & f & g & h != highest:
                     for other in (up - one, up, up + one, p - one, p + one, down - one, down, down + one):
                         if label[other] < 0:
@@ -554,7 +568,10 @@ def _component_masks(
                         if r != root:
                             root, gone = _merge(ws, root, r, stride)
                             _count_mask(counts, counted[gone], -1)
-                _add(ws, p, xy, root)
+                            changed = True
+                changed |= _add(ws, p, xy, root)
+            if not changed:
+                continue
             # the reference box is at most 1 pixel wider and higher than the component's
             reach = 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2)
             if stamp[root] != v and reach >= limit:
