@@ -25,12 +25,12 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
 
 Components are kept as labels that always name their root (no union-find paths): a pixel whose
 present neighbours carry one label joins it without a search, and a merge relabels the smaller
-component (scanning its box when dense, else walking its circular member list). Per level,
-only roots whose box changed (a new root, an added pixel past an edge, a merge) and could reach
-some IoU threshold are re-evaluated; a pixel that leaves its root's box as it was costs no more. IoUs are exact integer tests ``100 * intersection >= delta * union`` on inclusive
-boxes. With no foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel
-border of background (never added), so neighbour loops need no bounds checks; grid indices are
-unsigned, which spares numba's negative-index wraparound on every access. Kernels are
+component (a scan of its box). Per level, only roots whose box changed (a new root, an added
+pixel past an edge, a merge) and could reach some IoU threshold are re-evaluated; a pixel that
+leaves its root's box as it was costs no more. IoUs are exact integer tests
+``100 * intersection >= delta * union`` on inclusive boxes. With no foreground the reference's
+box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of background (never added), so
+neighbour loops need no bounds checks; grid indices are unsigned, which spares numba's negative-index wraparound on every access. Kernels are
 numba-compiled on first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is
 the entry point and imports this module (and numba) only when first called.
 """
@@ -51,7 +51,7 @@ class Workspace(NamedTuple):
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
     label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
-    link: np.ndarray  # int32 grid: circular list of a component's pixels; flood queue link (v1)
+    link: np.ndarray  # int32 grid: flood queue link (v1)
     size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
     stamp: np.ndarray  # int32 grid: last level a root was noted as touched
@@ -344,7 +344,6 @@ def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
     """Start a component of pixel ``p`` (every per-root field a sweep reads is set here)."""
     ws.label[p] = p
     ws.stamp[p] = -1
-    ws.link[p] = p
     ws.size[p] = 1
     ws.box[p, 0] = xy & 0xFFFF
     ws.box[p, 1] = xy >> 16
@@ -355,10 +354,8 @@ def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
 @numba.njit(cache=True, nogil=True)
 def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> bool:
     """Add pixel ``p`` to the component of ``root``; return whether its box grew."""
-    box, link = ws.box, ws.link
+    box = ws.box
     ws.label[p] = root
-    link[p] = link[root]
-    link[root] = p
     ws.size[root] += 1
     x, y = xy & 0xFFFF, xy >> 16
     grew = False
@@ -378,39 +375,37 @@ def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
+def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> None:
+    """Every pixel labelled ``root`` gets ``new``, by a scan of the root's box.
+
+    A sequential compare-and-select that LLVM vectorizes; it is cheaper than keeping a member list
+    on every added pixel (one-process A/B: 0.91x on smooth maps, 1.11x on noise maps).
+    """
+    label, box = ws.label, ws.box
+    one, old = np.uint64(1), np.int32(root)
+    for y in range(box[root, 1], box[root, 3] + 1):
+        row = np.uint64(y + 1) * stride + one
+        for q in range(row + np.uint64(box[root, 0]), row + np.uint64(box[root, 2]) + one):
+            if label[q] == old:
+                label[q] = new
+
+
+@numba.njit(cache=True, nogil=True)
 def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
 
-    The smaller one's pixels are relabelled, so every pixel's label is its root at all times:
-    by a scan of its box when the box is at most twice its size (sequential), else along its
-    circular ``ws.link`` list; the lists are spliced and the boxes merged.
+    The smaller one's pixels are relabelled (:func:`_relabel`), so every pixel's label is its
+    root at all times; the boxes are merged.
     """
-    label, link, size, box = ws.label, ws.link, ws.size, ws.box
+    size, box = ws.size, ws.box
     if size[a] < size[b]:
         a, b = b, a
-    x0, y0, x1, y1 = box[b, 0], box[b, 1], box[b, 2], box[b, 3]
-    if size[b] >= 64 and (x1 - x0 + 1) * (y1 - y0 + 1) <= 2 * size[b]:
-        one, old, new = np.uint64(1), np.int32(b), np.int32(a)
-        for y in range(y0, y1 + 1):
-            row = np.uint64(y + 1) * stride + one
-            for p in range(row + np.uint64(x0), row + np.uint64(x1) + one):
-                if label[p] == old:
-                    label[p] = new
-    else:
-        m = b
-        while True:
-            label[m] = a
-            m = np.uint64(link[m])
-            if m == b:
-                break
-    following = link[a]
-    link[a] = link[b]
-    link[b] = following
+    _relabel(ws, b, np.int32(a), stride)
     size[a] += size[b]
-    box[a, 0] = min(box[a, 0], x0)
-    box[a, 1] = min(box[a, 1], y0)
-    box[a, 2] = max(box[a, 2], x1)
-    box[a, 3] = max(box[a, 3], y1)
+    box[a, 0] = min(box[a, 0], box[b, 0])
+    box[a, 1] = min(box[a, 1], box[b, 1])
+    box[a, 2] = max(box[a, 2], box[b, 2])
+    box[a, 3] = max(box[a, 3], box[b, 3])
     return a, b
 
 
@@ -431,7 +426,7 @@ def _hole_masks(
     H - 1)]``. ``ws.order`` holds every pixel by ``q``. Labels: ``-1`` not added yet, ``-2``
     open (the padding is open, and so is a pixel added next to an open one), else the root of a
     closed component: a hole. A pixel added next to an open one opens the closed components
-    around it (every pixel of one is relabelled ``-2``, walking its circular ``ws.link`` list);
+    around it (every pixel of one is relabelled ``-2``, :func:`_relabel`);
     closed components merge as in :func:`_component_masks`.
 
     ``counted[r]`` is root ``r``'s mask in ``counts``; a merge withdraws the absorbed root's, an
@@ -441,15 +436,7 @@ def _hole_masks(
     their mask was computed for (``ws.seen``).
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
-    label, box, stamp, counted, seen, touched, link = (
-        ws.label,
-        ws.box,
-        ws.stamp,
-        ws.wide,
-        ws.seen,
-        ws.touched,
-        ws.link,
-    )
+    label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
     order, coords = ws.order, ws.coords
     label[:] = -2
     for y in range(1, height + 1):
@@ -469,12 +456,7 @@ def _hole_masks(
                             continue
                         r = np.uint64(label[other])
                         _count_mask(counts, counted[r], -1)
-                        m = r
-                        while True:
-                            label[m] = -2
-                            m = np.uint64(link[m])
-                            if m == r:
-                                break
+                        _relabel(ws, r, -2, stride)
                 continue
             if highest < 0:
                 _new_root(ws, p, coords[i])
