@@ -52,7 +52,6 @@ class Workspace(NamedTuple):
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
     label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
     link: np.ndarray  # int32 grid: flood queue link (v1)
-    size: np.ndarray  # int32 grid: a root's pixel count
     box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
     stamp: np.ndarray  # int32 grid: last level a root was noted as touched
     first: np.ndarray  # int32 grid: a root's first pixel in raster order, as a padded index (v1)
@@ -78,7 +77,6 @@ def _workspace(height: int, width: int) -> Workspace:
         visited=np.empty(padded, np.uint8),
         label=np.empty(padded, np.int32),
         link=np.empty(padded, np.int32),
-        size=np.empty(padded, np.int32),
         box=np.empty((padded, 4), np.int32),
         stamp=np.empty(padded, np.int32),
         first=np.empty(padded, np.int32),
@@ -344,7 +342,6 @@ def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
     """Start a component of pixel ``p`` (every per-root field a sweep reads is set here)."""
     ws.label[p] = p
     ws.stamp[p] = -1
-    ws.size[p] = 1
     ws.box[p, 0] = xy & 0xFFFF
     ws.box[p, 1] = xy >> 16
     ws.box[p, 2] = xy & 0xFFFF
@@ -356,7 +353,6 @@ def _add(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> bool:
     """Add pixel ``p`` to the component of ``root``; return whether its box grew."""
     box = ws.box
     ws.label[p] = root
-    ws.size[root] += 1
     x, y = xy & 0xFFFF, xy >> 16
     grew = False
     if x < box[root, 0]:
@@ -394,14 +390,15 @@ def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> Non
 def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
 
-    The smaller one's pixels are relabelled (:func:`_relabel`), so every pixel's label is its
-    root at all times; the boxes are merged.
+    The pixels of the one with the smaller box are relabelled (:func:`_relabel` scans that box),
+    so every pixel's label is its root at all times; the boxes are merged.
     """
-    size, box = ws.size, ws.box
-    if size[a] < size[b]:
+    box = ws.box
+    if (box[a, 2] - box[a, 0] + 1) * (box[a, 3] - box[a, 1] + 1) < (box[b, 2] - box[b, 0] + 1) * (
+        box[b, 3] - box[b, 1] + 1
+    ):
         a, b = b, a
     _relabel(ws, b, np.int32(a), stride)
-    size[a] += size[b]
     box[a, 0] = min(box[a, 0], box[b, 0])
     box[a, 1] = min(box[a, 1], box[b, 1])
     box[a, 2] = max(box[a, 2], box[b, 2])
