@@ -19,6 +19,7 @@ white-noise 224x224 maps (thousands of components per threshold); 1-2 random GT 
 Usage (by hand; about ten minutes on an idle core):
 
     PYTHONPATH=src python benchmarks/metrics_speed.py --smooth 1000 --noise 100
+    PYTHONPATH=src python benchmarks/metrics_speed.py --profile   # where update's time goes, per kernel
 """
 
 from __future__ import annotations
@@ -163,6 +164,47 @@ def measure(
     }
 
 
+def profile(kind: str, count: int, repeats: int = 5) -> None:
+    """Where ``MaxBoxAccV2.update`` (V2, IoU 30/50/70, interval 0.01) spends its CPU time, per map:
+    each kernel of ``cam/sweep.py`` timed alone on the same maps (best of ``repeats``)."""
+    from wsol_lightning.cam import sweep
+    from wsol_lightning.cam.hits import gt_box_arrays
+
+    data = [(torch.from_numpy(cams), [torch.from_numpy(b) for b in boxes]) for cams, boxes in chunks(kind, count, 0)]
+    metric = MaxBoxAccV2(iou_thresholds=(30, 50, 70), cam_curve_interval=0.01)
+    deltas = np.array([30, 50, 70], np.int64)
+    maps = [(sweep.quantize_maps(cams.numpy())[0], *gt_box_arrays(boxes, len(cams))) for cams, boxes in data]
+    ws = sweep._workspace(SIZE, SIZE)
+    holes, components = np.zeros(sweep.LEVELS, np.int64), np.zeros(sweep.LEVELS, np.int64)
+
+    def each_map(kernel):
+        for quantized, gt, offsets in maps:
+            for i in range(len(quantized)):
+                boxes = gt[offsets[i]:offsets[i + 1]]
+                sweep._load_and_sort(ws, quantized[i], SIZE, SIZE)
+                if kernel is not None:
+                    kernel(ws, SIZE, SIZE, boxes, deltas, sweep._small_box_limit(boxes, deltas),
+                           holes if kernel is sweep._hole_masks else components)
+
+    def best(work) -> float:
+        work()
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            work()
+            times.append(time.process_time() - start)
+        return min(times) / count * 1e3
+
+    update = best(lambda: [metric.update(*d) for d in data])
+    quantize = best(lambda: [sweep.quantize_maps(cams.numpy()) for cams, _ in data])
+    sort = best(lambda: each_map(None))
+    hole = best(lambda: each_map(sweep._hole_masks)) - sort
+    component = best(lambda: each_map(sweep._component_masks)) - sort
+    print(f"{kind}, {count} maps, CPU ms per map (best of {repeats}): update {update:.3f} = quantize {quantize:.3f}"
+          f" + counting sort {sort:.3f} + hole sweep {hole:.3f} + component sweep {component:.3f}"
+          f" + the rest {update - quantize - sort - hole - component:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,10 +219,18 @@ def main() -> None:
     parser.add_argument(
         "--opencv-budget-noise", type=int, default=2_000, help="OpenCV threshold evaluations per noise row"
     )
+    parser.add_argument("--profile", action="store_true",
+                        help="only print where MaxBoxAccV2.update's time goes (V2, interval 0.01), per kernel")
     args = parser.parse_args()
     numba.set_num_threads(1)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    if args.profile:
+        print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+        for kind, count in (("smooth", args.smooth), ("noise", args.noise)):
+            if count > 0:
+                profile(kind, count)
+        return
     print(f"OpenCV {cv2.__version__}, numba {numba.__version__}, numpy {np.__version__}; single-threaded")
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     header = (
