@@ -175,7 +175,7 @@ def profile(kind: str, count: int, repeats: int = 5) -> None:
     deltas = np.array([30, 50, 70], np.int64)
     maps = [(sweep.quantize_maps(cams.numpy())[0], *gt_box_arrays(boxes, len(cams))) for cams, boxes in data]
     ws = sweep._workspace(SIZE, SIZE)
-    holes, components = np.zeros(sweep.LEVELS, np.int64), np.zeros(sweep.LEVELS, np.int64)
+    out = np.zeros(sweep.LEVELS, np.int64)
 
     def each_map(kernel):
         for quantized, gt, offsets in maps:
@@ -183,8 +183,7 @@ def profile(kind: str, count: int, repeats: int = 5) -> None:
                 boxes = gt[offsets[i]:offsets[i + 1]]
                 sweep._load_and_sort(ws, quantized[i], SIZE, SIZE)
                 if kernel is not None:
-                    kernel(ws, SIZE, SIZE, boxes, deltas, sweep._small_box_limit(boxes, deltas),
-                           holes if kernel is sweep._hole_masks else components)
+                    kernel(ws, SIZE, SIZE, boxes, deltas, sweep._small_box_limit(boxes, deltas), out)
 
     def best(work) -> float:
         work()

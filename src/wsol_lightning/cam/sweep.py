@@ -30,9 +30,10 @@ pixel past an edge, a merge) and could reach some IoU threshold are re-evaluated
 leaves its root's box as it was costs no more. IoUs are exact integer tests
 ``100 * intersection >= delta * union`` on inclusive boxes. With no foreground the reference's
 box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of background (never added), so
-neighbour loops need no bounds checks; grid indices are unsigned, which spares numba's negative-index wraparound on every access. Kernels are
-numba-compiled on first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is
-the entry point and imports this module (and numba) only when first called.
+neighbour loops need no bounds checks; grid indices are unsigned, which spares numba's
+negative-index wraparound on every access. Kernels are numba-compiled on first use
+(``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is the entry point and imports
+this module (and numba) only when first called.
 """
 
 from __future__ import annotations
@@ -382,6 +383,11 @@ def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> Non
 
 
 @numba.njit(cache=True, nogil=True)
+def _box_area(box: np.ndarray, root: np.uint64) -> int:
+    return (box[root, 2] - box[root, 0] + 1) * (box[root, 3] - box[root, 1] + 1)
+
+
+@numba.njit(cache=True, nogil=True)
 def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Merge the components of roots ``a`` and ``b``; return ``(survivor, absorbed)``.
 
@@ -389,9 +395,7 @@ def _merge(ws: Workspace, a: np.uint64, b: np.uint64, stride: np.uint64) -> tupl
     so every pixel's label is its root at all times; the boxes are merged.
     """
     box = ws.box
-    if (box[a, 2] - box[a, 0] + 1) * (box[a, 3] - box[a, 1] + 1) < (box[b, 2] - box[b, 0] + 1) * (
-        box[b, 3] - box[b, 1] + 1
-    ):
+    if _box_area(box, a) < _box_area(box, b):
         a, b = b, a
     _relabel(ws, b, np.int32(a), stride)
     box[a, 0] = min(box[a, 0], box[b, 0])
