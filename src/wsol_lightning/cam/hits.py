@@ -73,7 +73,7 @@ def threshold_hits(
     Returns:
         bool ``[N, D, K]``.
     """
-    from wsol_lightning.cam.sweep import level_hit_masks, quantize_maps  # numba: loaded on first use
+    from wsol_lightning.cam.sweep import level_hit_masks  # numba: loaded on first use
 
     maps = as_numpy_float64(cams)
     if maps.ndim != 3 or 0 in maps.shape[1:]:
@@ -82,10 +82,9 @@ def threshold_hits(
     deltas = np.asarray(validate_iou_thresholds(iou_thresholds), dtype=np.int64)
     if len(maps) == 0:
         return np.zeros((0, len(deltas), len(thresholds)), dtype=bool)
-    quantized, status = quantize_maps(maps)
+    masks, tops, status = level_hit_masks(maps, gt, offsets, deltas, bool(multi_contour))
     if (status == 2).any():
         raise ValueError("a CAM contains +-inf; only NaN maps (set to zeros) and finite maps are accepted")
-    masks = level_hit_masks(quantized, gt, offsets, deltas, bool(multi_contour))
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if len(thresholds) == 0:
         return np.zeros((len(maps), len(deltas), 0), dtype=bool)
@@ -93,7 +92,6 @@ def threshold_hits(
     # share their cuts, which come in runs of equal values (10 000 thresholds, 256 levels): gather
     # each run's level once and repeat it.
     levels = ((masks[:, None, :] >> np.arange(len(deltas))[:, None]) & 1).astype(bool)
-    tops = quantized.reshape(len(maps), -1).max(axis=1)
     hits = None
     for top in np.unique(tops):
         cuts = threshold_cuts(thresholds, top[None])[0]

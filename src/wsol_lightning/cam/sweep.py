@@ -44,6 +44,11 @@ import numba
 import numpy as np
 
 LEVELS = 256
+# Roots are numbered in order of creation. A new root's pixel has no present neighbour, so the
+# new roots of one sweep are pairwise non-adjacent: at most ceil(H * W / 2) of them (4-connected
+# holes, fewer with 8 neighbours). Maps of up to this many pixels get int16 labels (half the
+# label traffic of int32; one-process A/B in BENCHMARKS.md).
+SHORT_LABELS = 65534
 
 
 class Workspace(NamedTuple):
@@ -51,14 +56,15 @@ class Workspace(NamedTuple):
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
-    label: np.ndarray  # int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
+    label: np.ndarray  # int16 or int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
     link: np.ndarray  # int32 grid: flood queue link (v1)
-    box: np.ndarray  # int32 grid x 4: x0, y0, x1, y1 of a root's component
-    stamp: np.ndarray  # int32 grid: last level a root was noted as touched
-    first: np.ndarray  # int32 grid: a root's first pixel in raster order, as a padded index (v1)
-    position: np.ndarray  # int32 grid: a root's slot in the active list (v1)
-    wide: np.ndarray  # int64 grid: a root's counted hit mask (V2) or twice its area (v1)
-    seen: np.ndarray  # int64 grid: the packed box a root's counted mask was computed for (V2)
+    anchor: np.ndarray  # int32 [H * W] per root: the pixel that started it (a member for good)
+    box: np.ndarray  # int32 [H * W, 4] per root: x0, y0, x1, y1 of its component
+    stamp: np.ndarray  # int32 [H * W] per root: last level it was noted as touched
+    first: np.ndarray  # int32 [H * W] per root: its first pixel in raster order, as a padded index (v1)
+    position: np.ndarray  # int32 [H * W] per root: its slot in the active list (v1)
+    wide: np.ndarray  # int64 [H * W] per root: its counted hit mask (V2) or twice its area (v1)
+    seen: np.ndarray  # int64 [H * W] per root: the packed box its counted mask was computed for (V2)
     xy: np.ndarray  # int32 grid: y << 16 | x of each image pixel
     order: np.ndarray  # int32 [H * W]: pixels grouped by q (V2) or by e (v1)
     coords: np.ndarray  # int32 [H * W]: y << 16 | x of order's pixels
@@ -68,7 +74,7 @@ class Workspace(NamedTuple):
 
 
 def _workspace(height: int, width: int) -> Workspace:
-    padded = (height + 2) * (width + 2)
+    padded, pixels = (height + 2) * (width + 2), height * width
     xy = np.zeros((height + 2, width + 2), np.int32)
     xy[1:-1, 1:-1] = (np.arange(height, dtype=np.int32)[:, None] << 16) | np.arange(width, dtype=np.int32)[
         None, :
@@ -76,14 +82,15 @@ def _workspace(height: int, width: int) -> Workspace:
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
         visited=np.empty(padded, np.uint8),
-        label=np.empty(padded, np.int32),
+        label=np.empty(padded, np.int16 if pixels <= SHORT_LABELS else np.int32),
         link=np.empty(padded, np.int32),
-        box=np.empty((padded, 4), np.int32),
-        stamp=np.empty(padded, np.int32),
-        first=np.empty(padded, np.int32),
-        position=np.empty(padded, np.int32),
-        wide=np.empty(padded, np.int64),
-        seen=np.empty(padded, np.int64),
+        anchor=np.empty(pixels, np.int32),
+        box=np.empty((pixels, 4), np.int32),
+        stamp=np.empty(pixels, np.int32),
+        first=np.empty(pixels, np.int32),
+        position=np.empty(pixels, np.int32),
+        wide=np.empty(pixels, np.int64),
+        seen=np.empty(pixels, np.int64),
         xy=xy.ravel(),
         order=np.empty(height * width, np.int32),
         coords=np.empty(height * width, np.int32),
@@ -154,17 +161,28 @@ def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     status = np.zeros(n_maps, np.int64)
     for i in range(n_maps):
         row = flat[i]
-        lowest, highest, nan = _min_max_nan(row)
-        if nan or lowest == highest:
-            status[i] = 1
-            continue
-        if not (np.isfinite(lowest) and np.isfinite(highest)):
-            status[i] = 2
-            continue
-        span = highest - lowest
-        for j in range(row.shape[0]):
-            out[i, j] = np.uint8((row[j] - lowest) / span * 255)
+        lowest, span, status[i] = _value_range(row)
+        if status[i] == 0:
+            for j in range(row.shape[0]):
+                out[i, j] = _quantize(row[j], lowest, span)
     return out.reshape(maps.shape), status
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_range(row: np.ndarray) -> tuple[float, float, int]:
+    """``(min, max - min, status)`` of a flattened map, status as in :func:`quantize_maps`."""
+    lowest, highest, nan = _min_max_nan(row)
+    if nan or lowest == highest:
+        return lowest, 0.0, 1
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        return lowest, 0.0, 2
+    return lowest, highest - lowest, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _quantize(value: float, lowest: float, span: float) -> np.uint8:
+    """Definitions 1-2 for one value of a map with minimum ``lowest`` and range ``span > 0``."""
+    return np.uint8((value - lowest) / span * 255)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -231,22 +249,33 @@ def _box_key(x0: int, y0: int, x1: int, y1: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _load_and_sort(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
-    """Copy one uint8 map into ``ws.qpad`` and counting-sort its pixels by ``q``.
+def _quantize_and_sort(
+    ws: Workspace, cam: np.ndarray, lowest: float, span: float, height: int, width: int, sort: bool
+) -> int:
+    """Quantize one map (:func:`_quantize`) into ``ws.qpad`` and return its maximum; with
+    ``sort``, counting-sort its pixels by ``q`` into ``ws.order`` (padded indices, raster order
+    within a level), ``ws.coords`` and ``ws.starts``.
 
-    Fills ``ws.order`` (padded indices, raster order within a level), ``ws.coords`` and
-    ``ws.starts``; returns the map's maximum.
+    A row is quantized on its own first (the divisions vectorize), then counted: fused into the
+    sweep's call, this spares writing and re-reading a uint8 copy of the batch.
     """
     qpad, starts, order, coords, xy = ws.qpad, ws.starts, ws.order, ws.coords, ws.xy
     one, stride = np.uint64(1), np.uint64(width + 2)
     starts[:] = 0
+    top = 0
     for y in range(height):
         row = np.uint64(y + 1) * stride + one
+        line, source = qpad[row : row + np.uint64(width)], cam[y]
         for x in range(width):
-            value = quantized[y, x]
-            qpad[row + np.uint64(x)] = value
-            starts[value] += 1
-    top = 0
+            line[x] = _quantize(source[x], lowest, span)
+        if sort:
+            for x in range(width):
+                starts[line[x]] += 1
+        else:
+            for x in range(width):
+                top = max(top, np.int64(line[x]))
+    if not sort:
+        return top
     total = 0
     for v in range(LEVELS):
         count = starts[v]
@@ -265,21 +294,6 @@ def _load_and_sort(ws: Workspace, quantized: np.ndarray, height: int, width: int
             order[k] = p
             coords[k] = xy[p]
             fill[value] = k + one
-    return top
-
-
-@numba.njit(cache=True, nogil=True)
-def _load(ws: Workspace, quantized: np.ndarray, height: int, width: int) -> int:
-    """Copy one uint8 map into ``ws.qpad``; return its maximum."""
-    qpad = ws.qpad
-    one, stride = np.uint64(1), np.uint64(width + 2)
-    top = 0
-    for y in range(height):
-        row = np.uint64(y + 1) * stride + one
-        for x in range(width):
-            value = quantized[y, x]
-            qpad[row + np.uint64(x)] = value
-            top = max(top, np.int64(value))
     return top
 
 
@@ -339,14 +353,15 @@ def _exterior_flood(ws: Workspace, height: int, width: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _new_root(ws: Workspace, p: np.uint64, xy: int) -> None:
-    """Start a component of pixel ``p`` (every per-root field a sweep reads is set here)."""
-    ws.label[p] = p
-    ws.stamp[p] = -1
-    ws.box[p, 0] = xy & 0xFFFF
-    ws.box[p, 1] = xy >> 16
-    ws.box[p, 2] = xy & 0xFFFF
-    ws.box[p, 3] = xy >> 16
+def _new_root(ws: Workspace, p: np.uint64, xy: int, root: np.uint64) -> None:
+    """Start component ``root`` at pixel ``p`` (every per-root field a sweep reads is set here)."""
+    ws.label[p] = root
+    ws.anchor[root] = p
+    ws.stamp[root] = -1
+    ws.box[root, 0] = xy & 0xFFFF
+    ws.box[root, 1] = xy >> 16
+    ws.box[root, 2] = xy & 0xFFFF
+    ws.box[root, 3] = xy >> 16
 
 
 @numba.njit(cache=True, nogil=True)
@@ -374,7 +389,7 @@ def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> Non
     on every added pixel (one-process A/B: 0.91x on smooth maps, 1.11x on noise maps).
     """
     label, box = ws.label, ws.box
-    one, old = np.uint64(1), np.int32(root)
+    one, old = np.uint64(1), label[np.uint64(ws.anchor[root])]
     for y in range(box[root, 1], box[root, 3] + 1):
         row = np.uint64(y + 1) * stride + one
         for q in range(row + np.uint64(box[root, 0]), row + np.uint64(box[root, 2]) + one):
@@ -437,6 +452,7 @@ def _hole_masks(
     label[:] = -2
     for y in range(1, height + 1):
         label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
+    n_roots = np.uint64(0)
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS):
         n_touched = 0
@@ -455,10 +471,11 @@ def _hole_masks(
                         _relabel(ws, r, -2, stride)
                 continue
             if highest < 0:
-                _new_root(ws, p, coords[i])
-                counted[p] = 0
-                seen[p] = -1
-                root = p
+                root = n_roots
+                n_roots += one
+                _new_root(ws, p, coords[i], root)
+                counted[root] = 0
+                seen[root] = -1
                 changed = True
             else:
                 root = np.uint64(highest)
@@ -483,7 +500,7 @@ def _hole_masks(
                 n_touched += 1
         for k in range(n_touched):
             r = np.uint64(touched[k])
-            if label[r] != touched[k]:
+            if label[np.uint64(ws.anchor[r])] != touched[k]:
                 continue
             x0, y0 = box[r, 0] - 1, box[r, 1] - 1
             x1, y1 = min(box[r, 2] + 2, width - 1), min(box[r, 3] + 2, height - 1)
@@ -518,6 +535,7 @@ def _component_masks(
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
     order, coords = ws.order, ws.coords
     label[:] = -1
+    n_roots = np.uint64(0)
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS - 1, 0, -1):
         n_touched = 0
@@ -530,10 +548,11 @@ def _component_masks(
             f, g, h = label[down - one], label[down], label[down + one]
             highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
             if highest < 0:
-                _new_root(ws, p, xy)
-                counted[p] = 0
-                seen[p] = -1
-                root = p
+                root = n_roots
+                n_roots += one
+                _new_root(ws, p, xy, root)
+                counted[root] = 0
+                seen[root] = -1
                 changed = True
             else:
                 root = np.uint64(highest)
@@ -558,7 +577,7 @@ def _component_masks(
                 n_touched += 1
         for k in range(n_touched):
             r = np.uint64(touched[k])
-            if label[r] != touched[k]:
+            if label[np.uint64(ws.anchor[r])] != touched[k]:
                 continue
             x0, y0 = box[r, 0], box[r, 1]
             x1, y1 = min(box[r, 2] + 1, width - 1), min(box[r, 3] + 1, height - 1)
@@ -605,6 +624,7 @@ def _largest_masks(
         ws.touched,
     )
     label[:] = -1
+    n_roots = np.uint64(0)
     n_active = np.uint64(0)
     previous = 0
     best = -1
@@ -625,13 +645,14 @@ def _largest_masks(
             g, h = label[p - one], label[up - one]
             highest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
             if highest < 0:
-                _new_root(ws, p, xy)
-                area2[p] = 0
-                first[p] = p
-                active[n_active] = p
-                position[p] = n_active
+                root = n_roots
+                n_roots += one
+                _new_root(ws, p, xy, root)
+                area2[root] = 0
+                first[root] = p
+                active[n_active] = root
+                position[root] = n_active
                 n_active += one
-                root = p
             else:
                 root = np.uint64(highest)
                 if a & b & c & d & e & f & g & h != highest:
@@ -666,10 +687,10 @@ def _largest_masks(
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
-        candidate = np.int64(label[best]) if best >= 0 else -1
+        candidate = np.int64(label[np.uint64(ws.anchor[best])]) if best >= 0 else -1
         for k in range(n_touched):
             r = np.int64(touched[k])
-            if label[r] == r and (candidate < 0 or _better(area2, first, r, candidate)):
+            if label[np.uint64(ws.anchor[r])] == r and (candidate < 0 or _better(area2, first, r, candidate)):
                 candidate = r
         if best >= 0 and (
             area2[candidate] < best_area or (area2[candidate] == best_area and first[candidate] < best_first)
@@ -697,56 +718,67 @@ def _largest_masks(
 @numba.njit(cache=True, nogil=True)
 def _level_hit_masks(
     ws: Workspace,
-    quantized: np.ndarray,
+    maps: np.ndarray,
     gt: np.ndarray,
     gt_offsets: np.ndarray,
     deltas: np.ndarray,
     multi_contour: bool,
-) -> np.ndarray:
-    n_maps, height, width = quantized.shape
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_maps, height, width = maps.shape
     out = np.zeros((n_maps, LEVELS), np.int64)
+    tops = np.zeros(n_maps, np.int64)
+    status = np.zeros(n_maps, np.int64)
     components = np.zeros(LEVELS, np.int64)
     holes = np.zeros(LEVELS, np.int64)
     for i in range(n_maps):
         boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
+        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
+        lowest, span, status[i] = _value_range(maps[i].reshape(-1))
+        if status[i] == 1:  # all zeros: every cut is at or above the maximum
+            out[i, :] = empty
+        if status[i] != 0:
+            continue
+        tops[i] = top = _quantize_and_sort(ws, maps[i], lowest, span, height, width, multi_contour)
         if multi_contour:
-            top = _load_and_sort(ws, quantized[i], height, width)
             limit = _small_box_limit(boxes, deltas)
             _hole_masks(ws, height, width, boxes, deltas, limit, holes)
             _component_masks(ws, height, width, boxes, deltas, limit, components)
         else:
-            top = _load(ws, quantized[i], height, width)
             _exterior_flood(ws, height, width)
             _largest_masks(ws, height, width, boxes, deltas, components)
-        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
         for cut in range(LEVELS):
             out[i, cut] = components[cut] | holes[cut] if cut < top else empty
-    return out
+    return out, tops, status
 
 
 def level_hit_masks(
-    quantized: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, deltas: np.ndarray, multi_contour: bool
-) -> np.ndarray:
+    maps: np.ndarray, gt: np.ndarray, gt_offsets: np.ndarray, deltas: np.ndarray, multi_contour: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per map and integer cut ``T`` (0..255), the bit mask of IoU thresholds some box reaches.
 
+    Each map is normalized and quantized as :func:`quantize_maps` (bit-identical, one helper)
+    inside the sweep's loop.
+
     Args:
-        quantized: uint8 maps ``[N, H, W]``, ``q = uint8(255 * normalized)``, ``H, W < 32768``.
+        maps: float64 maps ``[N, H, W]``, ``H, W < 32768``.
         gt: int64 GT boxes of all maps ``[M, 4]``, inclusive ``x0, y0, x1, y1``.
         gt_offsets: int64 ``[N + 1]``; map ``i`` owns ``gt[gt_offsets[i]:gt_offsets[i + 1]]``.
         deltas: int64 IoU thresholds in percent ``[D]`` (``D <= 63``).
         multi_contour: every contour's box (V2) or the largest contour's (v1).
 
     Returns:
-        int64 ``[N, 256]``; bit ``d`` of ``[i, T]`` is set iff at cut ``T`` (foreground ``q > T``)
-        some box of map ``i`` reaches IoU ``deltas[d]`` with some GT box. Cuts at or above the
-        map's maximum use the reference's ``[0, 0, 0, 0]`` box.
+        int64 masks ``[N, 256]``, the quantized maps' maxima ``[N]`` and their
+        :func:`quantize_maps` status ``[N]``. Bit ``d`` of ``[i, T]`` is set iff at cut ``T``
+        (foreground ``q > T``) some box of map ``i`` reaches IoU ``deltas[d]`` with some GT box.
+        Cuts at or above the map's maximum use the reference's ``[0, 0, 0, 0]`` box; rows of
+        status 2 (+-inf) are left zero.
     """
-    _, height, width = quantized.shape
+    _, height, width = maps.shape
     if not (0 < height < 32768 and 0 < width < 32768):
         raise ValueError(f"maps must be 1 to 32767 pixels high and wide, got {height}x{width}")
     return _level_hit_masks(
         _workspace(height, width),
-        np.ascontiguousarray(quantized, dtype=np.uint8),
+        np.ascontiguousarray(maps, dtype=np.float64),
         np.ascontiguousarray(gt, dtype=np.int64),
         np.ascontiguousarray(gt_offsets, dtype=np.int64),
         np.ascontiguousarray(deltas, dtype=np.int64),
