@@ -38,7 +38,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from wsol_lightning.cam import resize_cam  # noqa: E402
+from wsol_lightning.cam import resize_cam, sweep  # noqa: E402
+from wsol_lightning.cam.hits import gt_box_arrays  # noqa: E402
 from wsol_lightning.metrics import MaxBoxAccV2  # noqa: E402
 
 CHUNK = 50
@@ -164,44 +165,51 @@ def measure(
     }
 
 
+@numba.njit(cache=True)
+def _stages(ws, maps, gt, offsets, deltas, stages, out):
+    """The first ``stages`` kernels of ``cam/sweep.py``'s V2 path on every map: 1 value range,
+    2 quantize and counting sort, 3 component sweep, 4 hole sweep (from the component sweep's
+    ``last``)."""
+    height, width = maps.shape[1], maps.shape[2]
+    for i in range(maps.shape[0]):
+        lowest, span, _ = sweep._value_range(maps[i].reshape(-1))
+        if stages < 2:
+            continue
+        sweep._quantize_and_sort(ws, maps[i], lowest, span, height, width, True)
+        if stages < 3:
+            continue
+        boxes = gt[offsets[i] : offsets[i + 1]]
+        limit = sweep._small_box_limit(boxes, deltas)
+        last = sweep._component_masks(ws, height, width, boxes, deltas, limit, out)
+        if stages == 4:
+            sweep._hole_masks(ws, height, width, boxes, deltas, limit, last, out)
+
+
 def profile(kind: str, count: int, repeats: int = 5) -> None:
     """Where ``MaxBoxAccV2.update`` (V2, IoU 30/50/70, interval 0.01) spends its CPU time, per map:
-    each kernel of ``cam/sweep.py`` timed alone on the same maps (best of ``repeats``)."""
-    from wsol_lightning.cam import sweep
-    from wsol_lightning.cam.hits import gt_box_arrays
-
+    the kernels of ``cam/sweep.py`` run stage by stage in one compiled loop on the same maps (a
+    stage's time is the difference to the run without it; best of ``repeats`` round-robin runs)."""
     data = [(torch.from_numpy(cams), [torch.from_numpy(b) for b in boxes]) for cams, boxes in chunks(kind, count, 0)]
     metric = MaxBoxAccV2(iou_thresholds=(30, 50, 70), cam_curve_interval=0.01)
     deltas = np.array([30, 50, 70], np.int64)
-    maps = [(sweep.quantize_maps(cams.numpy())[0], *gt_box_arrays(boxes, len(cams))) for cams, boxes in data]
+    maps = [(cams.numpy(), *gt_box_arrays(boxes, len(cams))) for cams, boxes in data]
     ws = sweep._workspace(SIZE, SIZE)
     out = np.zeros(sweep.LEVELS, np.int64)
 
-    def each_map(kernel):
-        for quantized, gt, offsets in maps:
-            for i in range(len(quantized)):
-                boxes = gt[offsets[i]:offsets[i + 1]]
-                sweep._load_and_sort(ws, quantized[i], SIZE, SIZE)
-                if kernel is not None:
-                    kernel(ws, SIZE, SIZE, boxes, deltas, sweep._small_box_limit(boxes, deltas), out)
-
-    def best(work) -> float:
-        work()
-        times = []
-        for _ in range(repeats):
+    works = [lambda: [metric.update(*d) for d in data]]
+    works += [lambda n=n: [_stages(ws, *m, deltas, n, out) for m in maps] for n in (1, 2, 3, 4)]
+    times = [[] for _ in works]
+    for _ in range(repeats + 1):  # round robin, so that load drifts hit every stage alike
+        for work, spent in zip(works, times):
             start = time.process_time()
             work()
-            times.append(time.process_time() - start)
-        return min(times) / count * 1e3
-
-    update = best(lambda: [metric.update(*d) for d in data])
-    quantize = best(lambda: [sweep.quantize_maps(cams.numpy()) for cams, _ in data])
-    sort = best(lambda: each_map(None))
-    hole = best(lambda: each_map(sweep._hole_masks)) - sort
-    component = best(lambda: each_map(sweep._component_masks)) - sort
-    print(f"{kind}, {count} maps, CPU ms per map (best of {repeats}): update {update:.3f} = quantize {quantize:.3f}"
-          f" + counting sort {sort:.3f} + hole sweep {hole:.3f} + component sweep {component:.3f}"
-          f" + the rest {update - quantize - sort - hole - component:.3f}")
+            spent.append(time.process_time() - start)
+    update, *stage = (min(spent[1:]) / count * 1e3 for spent in times)  # the first round compiles
+    stage = [0.0] + stage
+    value_range, sort, component, hole = (stage[n] - stage[n - 1] for n in (1, 2, 3, 4))
+    print(f"{kind}, {count} maps, CPU ms per map (best of {repeats}): update {update:.3f} = value range"
+          f" {value_range:.3f} + quantize and counting sort {sort:.3f} + component sweep {component:.3f}"
+          f" + hole sweep {hole:.3f} + the rest {update - stage[4]:.3f}")
 
 
 def main() -> None:

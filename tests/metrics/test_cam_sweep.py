@@ -90,3 +90,47 @@ def test_zero_box_when_nothing_is_foreground():
     assert hits.all()
     third = threshold_hits(cam, [np.array([[0, 0, 0, 2]])], thresholds, (30, 34), True)
     assert third[0, 0].all() and not third[0, 1].any()
+
+
+def _ring_with_a_hole(tail_x: tuple[int, int]) -> np.ndarray:
+    """A 1-pixel ring (x, y 2..9) at 200 around a basin at 100, a tail at 200 on row 5, 0 elsewhere."""
+    cam = np.zeros((14, 14))
+    cam[2:10, 2:10] = 200.0
+    cam[3:9, 3:9] = 100.0
+    cam[5, tail_x[0] : tail_x[1]] = 200.0
+    return cam
+
+
+@pytest.mark.parametrize("tail_x", [(0, 2), (10, 13)], ids=["left-tail", "right-tail"])
+def test_hole_that_hits_from_the_ring_level_down(tail_x):
+    """The hole box [2, 2, 10, 10] (IoU 1 with the GT box) exists at every cut from the basin's
+    level to the ring's, while the ring's own box misses IoU 90: the hole sweep must reach the
+    highest cut (254: the ring quantizes to 255) and bound holes by the component's box plus one
+    pixel (the tail widens the component's box to the left or right)."""
+    cam, gt = _ring_with_a_hole(tail_x), np.array([[2, 2, 10, 10]])
+    _check(Case("ring", cam, gt), 0.001, True, (90,))
+    hits = threshold_hits(cam[None], [gt], cam_thresholds(0.001), (90,), True)[0, 0]
+    assert hits[cam_thresholds(0.001) * 255 >= 254].any()
+
+
+@pytest.mark.parametrize("multi_contour", [True, False], ids=["v2", "v1"])
+def test_short_and_wide_labels_agree(monkeypatch, multi_contour):
+    """Maps of up to SHORT_LABELS pixels get int16 labels; the int32 path gives the same hits."""
+    from wsol_lightning.cam import sweep
+
+    rng = np.random.default_rng(19)
+    # checkerboards: every background pixel is a hole of its own (the most roots a map can have),
+    # at the largest int16 size (254 x 258 = 65532 pixels) and just past it
+    boards = [
+        Case("board", (np.indices((h, w)).sum(axis=0) % 2) * rng.random((h, w)), random_boxes(rng, h, w, 2))
+        for h, w in ((254, 258), (256, 256))
+    ]
+    cases = random_cases(seed=17, count=20, max_side=64) + noise_cases(2, size=96) + boards
+    thresholds = cam_thresholds(0.01)
+    hits = [threshold_hits(c.cam[None], [c.boxes], thresholds, DELTAS, multi_contour) for c in cases]
+    assert sweep._workspace(254, 258).label.dtype == np.int16
+    assert sweep._workspace(256, 256).label.dtype == np.int32
+    monkeypatch.setattr(sweep, "SHORT_LABELS", 0)
+    for case, want in zip(cases, hits):
+        got = threshold_hits(case.cam[None], [case.boxes], thresholds, DELTAS, multi_contour)
+        np.testing.assert_array_equal(got, want, err_msg=f"{case.name} {case.cam.shape}")

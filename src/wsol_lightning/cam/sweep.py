@@ -12,7 +12,10 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
   min(hmaxy + 2, H - 1)]`` (the hole contour runs through the foreground pixels around it).
   One counting sort orders the pixels by ``q``; foreground components are swept from the top
   level down, holes from the bottom up as the 4-components of ``{q <= T}`` that do not touch
-  the frame (a component that reaches the frame, or a pixel next to it, is open for good).
+  the frame (a component that reaches the frame, or a pixel next to it, is open for good). A
+  hole lies inside a component's box plus one pixel, and no box inside a box ``R`` reaches IoU
+  ``d`` with ``g`` unless ``|R & g| >= d |g|``: the hole sweep stops at the highest cut where
+  some component's box passes that test (the component sweep runs first and finds it).
 * ``e``: the lowest cut at which a pixel is background 4-connected to the frame, i.e. the
   minimax level of 4-paths to the outside (a priority flood from the frame; v1 only).
 * largest contour (v1): the reference keeps ``max(contours, key=cv2.contourArea)``. A contour's
@@ -25,15 +28,18 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
 
 Components are kept as labels that always name their root (no union-find paths): a pixel whose
 present neighbours carry one label joins it without a search, and a merge relabels the smaller
-component (a scan of its box). Per level, only roots whose box changed (a new root, an added
-pixel past an edge, a merge) and could reach some IoU threshold are re-evaluated; a pixel that
-leaves its root's box as it was costs no more. IoUs are exact integer tests
-``100 * intersection >= delta * union`` on inclusive boxes. With no foreground the reference's
-box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of background (never added), so
-neighbour loops need no bounds checks; grid indices are unsigned, which spares numba's
-negative-index wraparound on every access. Kernels are numba-compiled on first use
-(``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is the entry point and imports
-this module (and numba) only when first called.
+component (a scan of its box). Roots are numbered as they are created, so per-root fields are
+dense arrays and labels fit int16 on maps of up to 65534 pixels. Per level, only roots whose
+box changed (a new root, an added pixel past an edge, a merge) and could reach some IoU
+threshold are re-evaluated; a pixel that leaves its root's box as it was costs no more. IoUs
+are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
+foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of
+background (never added), so neighbour loops need no bounds checks; grid indices are unsigned,
+which spares numba's negative-index wraparound on every access. Kernels are numba-compiled on
+first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is the entry point
+and imports this module (and numba) only when first called. Each map is normalized and
+quantized inside the sweep's loop (:func:`quantize_maps` states the same definitions for a
+batch, through the same helpers).
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ import numpy as np
 LEVELS = 256
 # Roots are numbered in order of creation. A new root's pixel has no present neighbour, so the
 # new roots of one sweep are pairwise non-adjacent: at most ceil(H * W / 2) of them (4-connected
-# holes, fewer with 8 neighbours). Maps of up to this many pixels get int16 labels (half the
-# label traffic of int32; one-process A/B in BENCHMARKS.md).
+# holes; fewer with 8 neighbours). Maps of up to this many pixels get int16 labels (half the
+# label memory; trade-off measured in BENCHMARKS.md), larger ones int32.
 SHORT_LABELS = 65534
 
 
@@ -228,6 +234,19 @@ def _box_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
     if 100 * (x1 - x0 + 1) * (y1 - y0 + 1) < limit:
         return 0
     return _hit_mask(x0, y0, x1, y1, gt, deltas)
+
+
+@numba.njit(cache=True, nogil=True)
+def _may_enclose_hit(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, lowest: int) -> bool:
+    """Whether a box inside ``[x0, y0, x1, y1]`` could reach IoU ``lowest`` percent with a GT box:
+    ``IoU(b, g) <= |R & g| / |g|`` for every box ``b`` in ``R``."""
+    for g in range(gt.shape[0]):
+        inter_w = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
+        inter_h = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
+        inter = inter_w * inter_h if inter_w > 0 and inter_h > 0 else 0
+        if 100 * inter >= lowest * (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1):
+            return True
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -428,6 +447,7 @@ def _hole_masks(
     gt: np.ndarray,
     deltas: np.ndarray,
     limit: int,
+    last: int,
     out: np.ndarray,
 ) -> None:
     """``out[T]`` = hit mask of the hole boxes at cut ``T``: a bottom-up sweep of ``{q <= T}``.
@@ -444,7 +464,8 @@ def _hole_masks(
     opening the root's. A root is noted as touched in a level when its box changed (new, grown
     or merged) and could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`); at
     the level's end the touched closed roots are re-evaluated when their box differs from the one
-    their mask was computed for (``ws.seen``).
+    their mask was computed for (``ws.seen``). Levels above ``last`` (from
+    :func:`_component_masks`) hold no hole that could hit: the sweep stops there, ``out`` 0.
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
@@ -454,7 +475,8 @@ def _hole_masks(
         label[y * (width + 2) + 1 : y * (width + 2) + 1 + width] = -1
     n_roots = np.uint64(0)
     counts = np.zeros(deltas.shape[0], np.int64)
-    for v in range(LEVELS):
+    out[:] = 0
+    for v in range(last + 1):
         n_touched = 0
         for i in range(np.uint64(ws.starts[v]), np.uint64(ws.starts[v + 1])):
             p = np.uint64(order[i])
@@ -512,30 +534,38 @@ def _hole_masks(
             counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
             _count_mask(counts, counted[r], 1)
         out[v] = _mask_of_counts(counts)
-    out[LEVELS - 1] = 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _component_masks(
     ws: Workspace, height: int, width: int, gt: np.ndarray, deltas: np.ndarray, limit: int, out: np.ndarray
-):
+) -> int:
     """``out[T]`` = hit mask of the foreground components' boxes of ``q > T`` (8-connectivity).
 
     ``ws.order`` holds every pixel by ``q``; labels are ``-1`` (not added) or the root. A pixel
     whose present neighbours all carry one label joins it (the common case); otherwise the
     components are merged (:func:`_merge`). The test needs no branch per neighbour: ``-1`` (all
     bits set) is neutral for ``&``, and the ``&`` of two different labels ``>= 0`` is below the
-    larger one, so the present labels agree iff the ``&`` of all eight equals their maximum. ``counted[r]`` is the mask root ``r``
-    contributes to ``counts``: a root absorbed by a merge withdraws it at once. A root is noted
-    as touched in a level when its box changed (new, grown or merged) and could reach the lowest
-    IoU threshold (``limit``, see :func:`_box_mask`); at the level's end the touched roots are
-    re-evaluated when their box differs from the one their mask was computed for (``ws.seen``).
+    larger one, so the present labels agree iff the ``&`` of all eight equals their maximum.
+    ``counted[r]`` is the mask root ``r`` contributes to ``counts``: a root absorbed by a merge
+    withdraws it at once. A root is noted as touched in a level when its box changed (new, grown
+    or merged) and could reach the lowest IoU threshold (``limit``, see :func:`_box_mask`); at
+    the level's end the touched roots are re-evaluated when their box differs from the one their
+    mask was computed for (``ws.seen``).
+
+    Returns ``last``, the highest cut at which a hole could hit (-1: none): the first cut, from
+    the top, at which some component's reference box ``R`` has ``100 |R & g| >= min(deltas) |g|``
+    for a GT box ``g`` (:func:`_may_enclose_hit`). A hole at cut ``T`` lies inside a component
+    of ``{q > T}`` and its box inside that component's reference box; boxes only grow as ``T``
+    falls, so no hole above ``last`` can hit.
     """
     one, stride = np.uint64(1), np.uint64(width + 2)
     label, box, stamp, counted, seen, touched = ws.label, ws.box, ws.stamp, ws.wide, ws.seen, ws.touched
     order, coords = ws.order, ws.coords
     label[:] = -1
     n_roots = np.uint64(0)
+    last = -1
+    smallest_delta = deltas.min()
     counts = np.zeros(deltas.shape[0], np.int64)
     for v in range(LEVELS - 1, 0, -1):
         n_touched = 0
@@ -569,12 +599,17 @@ def _component_masks(
                 changed |= _add(ws, p, xy, root)
             if not changed:
                 continue
-            # the reference box is at most 1 pixel wider and higher than the component's
+            # the reference box, and the box of a hole inside, are at most 1 pixel wider and
+            # higher than the component's
             reach = 100 * (box[root, 2] - box[root, 0] + 2) * (box[root, 3] - box[root, 1] + 2)
-            if stamp[root] != v and reach >= limit:
+            if reach >= limit and stamp[root] != v:
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
+            if last < 0 and reach >= limit:
+                x1, y1 = min(box[root, 2] + 1, width - 1), min(box[root, 3] + 1, height - 1)
+                if _may_enclose_hit(box[root, 0], box[root, 1], x1, y1, gt, smallest_delta):
+                    last = v - 1
         for k in range(n_touched):
             r = np.uint64(touched[k])
             if label[np.uint64(ws.anchor[r])] != touched[k]:
@@ -589,6 +624,7 @@ def _component_masks(
             counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
             _count_mask(counts, counted[r], 1)
         out[v - 1] = _mask_of_counts(counts)
+    return last
 
 
 @numba.njit(cache=True, nogil=True)
@@ -741,8 +777,8 @@ def _level_hit_masks(
         tops[i] = top = _quantize_and_sort(ws, maps[i], lowest, span, height, width, multi_contour)
         if multi_contour:
             limit = _small_box_limit(boxes, deltas)
-            _hole_masks(ws, height, width, boxes, deltas, limit, holes)
-            _component_masks(ws, height, width, boxes, deltas, limit, components)
+            last = _component_masks(ws, height, width, boxes, deltas, limit, components)
+            _hole_masks(ws, height, width, boxes, deltas, limit, last, holes)
         else:
             _exterior_flood(ws, height, width)
             _largest_masks(ws, height, width, boxes, deltas, components)
