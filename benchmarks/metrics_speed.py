@@ -193,7 +193,7 @@ def profile(kind: str, count: int, repeats: int = 5) -> None:
     metric = MaxBoxAccV2(iou_thresholds=(30, 50, 70), cam_curve_interval=0.01)
     deltas = np.array([30, 50, 70], np.int64)
     maps = [(cams.numpy(), *gt_box_arrays(boxes, len(cams))) for cams, boxes in data]
-    ws = sweep._workspace(SIZE, SIZE)
+    ws = sweep._workspace(SIZE, SIZE, True)
     out = np.zeros(sweep.LEVELS, np.int64)
 
     works = [lambda: [metric.update(*d) for d in data]]

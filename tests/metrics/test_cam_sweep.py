@@ -113,9 +113,8 @@ def test_hole_that_hits_from_the_ring_level_down(tail_x):
     assert hits[cam_thresholds(0.001) * 255 >= 254].any()
 
 
-@pytest.mark.parametrize("multi_contour", [True, False], ids=["v2", "v1"])
-def test_short_and_wide_labels_agree(monkeypatch, multi_contour):
-    """Maps of up to SHORT_LABELS pixels get int16 labels; the int32 path gives the same hits."""
+def test_short_and_wide_labels_agree(monkeypatch):
+    """V2 labels maps of up to SHORT_LABELS pixels in int16; the int32 path gives the same hits."""
     from wsol_lightning.cam import sweep
 
     rng = np.random.default_rng(19)
@@ -127,10 +126,17 @@ def test_short_and_wide_labels_agree(monkeypatch, multi_contour):
     ]
     cases = random_cases(seed=17, count=20, max_side=64) + noise_cases(2, size=96) + boards
     thresholds = cam_thresholds(0.01)
-    hits = [threshold_hits(c.cam[None], [c.boxes], thresholds, DELTAS, multi_contour) for c in cases]
-    assert sweep._workspace(254, 258).label.dtype == np.int16
-    assert sweep._workspace(256, 256).label.dtype == np.int32
+    build, dtypes = sweep._workspace, []
+
+    def recording_workspace(*args):
+        dtypes.append(build(*args).label.dtype)
+        return build(*args)
+
+    monkeypatch.setattr(sweep, "_workspace", recording_workspace)
+    hits = [threshold_hits(c.cam[None], [c.boxes], thresholds, DELTAS, True) for c in cases]
+    assert dtypes == [np.int16] * (len(cases) - 1) + [np.int32]
     monkeypatch.setattr(sweep, "SHORT_LABELS", 0)
     for case, want in zip(cases, hits):
-        got = threshold_hits(case.cam[None], [case.boxes], thresholds, DELTAS, multi_contour)
+        got = threshold_hits(case.cam[None], [case.boxes], thresholds, DELTAS, True)
         np.testing.assert_array_equal(got, want, err_msg=f"{case.name} {case.cam.shape}")
+    assert dtypes[len(cases) :] == [np.int32] * len(cases)

@@ -29,7 +29,7 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
 Components are kept as labels that always name their root (no union-find paths): a pixel whose
 present neighbours carry one label joins it without a search, and a merge relabels the smaller
 component (a scan of its box). Roots are numbered as they are created, so per-root fields are
-dense arrays and labels fit int16 on maps of up to 65534 pixels. Per level, only roots whose
+dense arrays and labels fit int16 on maps of up to 65534 pixels (used by V2). Per level, only roots whose
 box changed (a new root, an added pixel past an edge, a merge) and could reach some IoU
 threshold are re-evaluated; a pixel that leaves its root's box as it was costs no more. IoUs
 are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
@@ -52,8 +52,9 @@ import numpy as np
 LEVELS = 256
 # Roots are numbered in order of creation. A new root's pixel has no present neighbour, so the
 # new roots of one sweep are pairwise non-adjacent: at most ceil(H * W / 2) of them (4-connected
-# holes; fewer with 8 neighbours). Maps of up to this many pixels get int16 labels (half the
-# label memory; trade-off measured in BENCHMARKS.md), larger ones int32.
+# holes; fewer with 8 neighbours). The V2 sweeps label maps of up to this many pixels in int16
+# (half the label memory), larger maps and v1 in int32: the faster choice on smooth maps for each
+# (one-process A/B in BENCHMARKS.md).
 SHORT_LABELS = 65534
 
 
@@ -79,7 +80,7 @@ class Workspace(NamedTuple):
     starts: np.ndarray  # int64 [257]: level v is order[starts[v]:starts[v + 1]]
 
 
-def _workspace(height: int, width: int) -> Workspace:
+def _workspace(height: int, width: int, short_labels: bool) -> Workspace:
     padded, pixels = (height + 2) * (width + 2), height * width
     xy = np.zeros((height + 2, width + 2), np.int32)
     xy[1:-1, 1:-1] = (np.arange(height, dtype=np.int32)[:, None] << 16) | np.arange(width, dtype=np.int32)[
@@ -88,7 +89,7 @@ def _workspace(height: int, width: int) -> Workspace:
     return Workspace(
         qpad=np.zeros(padded, np.uint8),
         visited=np.empty(padded, np.uint8),
-        label=np.empty(padded, np.int16 if pixels <= SHORT_LABELS else np.int32),
+        label=np.empty(padded, np.int16 if short_labels else np.int32),
         link=np.empty(padded, np.int32),
         anchor=np.empty(pixels, np.int32),
         box=np.empty((pixels, 4), np.int32),
@@ -813,7 +814,7 @@ def level_hit_masks(
     if not (0 < height < 32768 and 0 < width < 32768):
         raise ValueError(f"maps must be 1 to 32767 pixels high and wide, got {height}x{width}")
     return _level_hit_masks(
-        _workspace(height, width),
+        _workspace(height, width, multi_contour and height * width <= SHORT_LABELS),
         np.ascontiguousarray(maps, dtype=np.float64),
         np.ascontiguousarray(gt, dtype=np.int64),
         np.ascontiguousarray(gt_offsets, dtype=np.int64),
