@@ -18,9 +18,9 @@ from wsol_lightning.cam import (
     pxap_bin_edges,
     quantize_cam,
     resize_cam,
+    sweep,
     threshold_cuts,
 )
-from wsol_lightning.cam.sweep import quantize_maps
 from wsol_lightning.metrics.evaluator import EvaluationStep
 
 CASES = adversarial_cases() + random_cases(seed=3, count=40)
@@ -36,13 +36,28 @@ def test_normalize_matches_reference_bitwise(case):
         assert got.max() == 1.0 and got.min() == 0.0
 
 
+def _sweep_quantization(cam: np.ndarray) -> tuple[np.ndarray, int]:
+    """The quantized map and status as the box sweep computes them (its value range and loader)."""
+    cam = np.ascontiguousarray(cam, dtype=np.float64)
+    height, width = cam.shape
+    ws = sweep._workspace(height, width, False)
+    lowest, span, status = sweep._value_range(cam.reshape(-1))
+    if status != 0:
+        return np.zeros((height, width), np.uint8), status
+    sweep._load_map(ws, cam, lowest, span, height, width, True)
+    return ws.qpad.reshape(height + 2, width + 2)[1:-1, 1:-1], status
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_fused_quantization_matches_normalize_then_floor(case):
-    quantized, status = quantize_maps(np.ascontiguousarray(case.cam, dtype=np.float64)[None])
+    quantized, status = _sweep_quantization(case.cam)
     want = (ref.normalize(case.cam) * 255).astype(np.uint8)
-    np.testing.assert_array_equal(quantized[0], want)
+    np.testing.assert_array_equal(quantized, want)
     np.testing.assert_array_equal(quantize_cam(normalize_cam(case.cam)), want)
-    assert status[0] == (1 if want.max() == 0 else 0)
+    assert status == (1 if want.max() == 0 else 0)
+    no_box, offsets = np.zeros((1, 4), np.int64), np.array([0, 1])
+    _, tops, statuses = sweep.level_hit_masks(case.cam[None], no_box, offsets, np.array([50]), True)
+    assert tops[0] == want.max() and statuses[0] == status
 
 
 def test_normalize_division_not_reciprocal():
@@ -67,7 +82,7 @@ def test_infinite_values_are_rejected_but_all_inf_is_constant():
     cam[2, 3] = np.inf
     with pytest.raises(ValueError, match="inf"):
         normalize_cam(cam)
-    assert quantize_maps(cam[None])[1][0] == 2
+    assert _sweep_quantization(cam)[1] == 2
     np.testing.assert_array_equal(normalize_cam(np.full((3, 3), np.inf)), np.zeros((3, 3)))
 
 

@@ -101,25 +101,30 @@ def _ring_with_a_hole(tail_x: tuple[int, int]) -> np.ndarray:
     return cam
 
 
-@pytest.mark.parametrize("tail_x", [(0, 2), (10, 13)], ids=["left-tail", "right-tail"])
-def test_hole_that_hits_from_the_ring_level_down(tail_x):
-    """The hole box [2, 2, 10, 10] (IoU 1 with the GT box) exists at every cut from the basin's
-    level to the ring's, while the ring's own box misses IoU 90: the hole sweep must reach the
-    highest cut (254: the ring quantizes to 255) and bound holes by the component's box plus one
-    pixel (the tail widens the component's box to the left or right)."""
-    cam, gt = _ring_with_a_hole(tail_x), np.array([[2, 2, 10, 10]])
+@pytest.mark.parametrize(
+    ("tail_x", "gt_y1"),
+    [((0, 2), 10), ((10, 13), 10), ((0, 2), 11)],
+    ids=["left-tail", "right-tail", "taller-gt"],
+)
+def test_hole_that_hits_from_the_ring_level_down(tail_x, gt_y1):
+    """The hole box [2, 2, 10, 10] (IoU 1 or 0.9 with the GT box) exists at every cut from the
+    basin's level to the ring's, while the ring's own box misses IoU 90: the hole sweep must reach
+    the highest cut (254: the ring quantizes to 255) and bound holes by the component's box plus
+    one pixel (the tail widens the component's box to the left or right; with the taller GT box
+    only the padded box, 9,900 px x 100, reaches 90 x |GT| = 8,100 x 100, not the bare 8,000)."""
+    cam, gt = _ring_with_a_hole(tail_x), np.array([[2, 2, 10, gt_y1]])
     _check(Case("ring", cam, gt), 0.001, True, (90,))
     hits = threshold_hits(cam[None], [gt], cam_thresholds(0.001), (90,), True)[0, 0]
     assert hits[cam_thresholds(0.001) * 255 >= 254].any()
 
 
 def test_short_and_wide_labels_agree(monkeypatch):
-    """V2 labels maps of up to SHORT_LABELS pixels in int16; the int32 path gives the same hits."""
+    """V2 labels maps of up to SHORT_LABELS_MAX_PIXELS pixels in int16; int32 gives the same hits."""
     from wsol_lightning.cam import sweep
 
     rng = np.random.default_rng(19)
-    # checkerboards: every background pixel is a hole of its own (the most roots a map can have),
-    # at the largest int16 size (254 x 258 = 65532 pixels) and just past it
+    # checkerboards: every background pixel off the frame is a hole of its own (about half the
+    # map in roots), at the largest int16 size (254 x 258 = 65532 pixels) and just past it
     boards = [
         Case("board", (np.indices((h, w)).sum(axis=0) % 2) * rng.random((h, w)), random_boxes(rng, h, w, 2))
         for h, w in ((254, 258), (256, 256))
@@ -129,13 +134,14 @@ def test_short_and_wide_labels_agree(monkeypatch):
     build, dtypes = sweep._workspace, []
 
     def recording_workspace(*args):
-        dtypes.append(build(*args).label.dtype)
-        return build(*args)
+        ws = build(*args)
+        dtypes.append(ws.label.dtype)
+        return ws
 
     monkeypatch.setattr(sweep, "_workspace", recording_workspace)
     hits = [threshold_hits(c.cam[None], [c.boxes], thresholds, DELTAS, True) for c in cases]
     assert dtypes == [np.int16] * (len(cases) - 1) + [np.int32]
-    monkeypatch.setattr(sweep, "SHORT_LABELS", 0)
+    monkeypatch.setattr(sweep, "SHORT_LABELS_MAX_PIXELS", 0)
     for case, want in zip(cases, hits):
         got = threshold_hits(case.cam[None], [case.boxes], thresholds, DELTAS, True)
         np.testing.assert_array_equal(got, want, err_msg=f"{case.name} {case.cam.shape}")

@@ -38,8 +38,7 @@ background (never added), so neighbour loops need no bounds checks; grid indices
 which spares numba's negative-index wraparound on every access. Kernels are numba-compiled on
 first use (``cache=True``); :func:`wsol_lightning.cam.hits.threshold_hits` is the entry point
 and imports this module (and numba) only when first called. Each map is normalized and
-quantized inside the sweep's loop (:func:`quantize_maps` states the same definitions for a
-batch, through the same helpers).
+quantized inside the sweep's loop (:func:`_value_range`, :func:`_quantize`).
 """
 
 from __future__ import annotations
@@ -52,20 +51,21 @@ import numpy as np
 LEVELS = 256
 # Roots are numbered in order of creation. A new root's pixel has no present neighbour, so the
 # new roots of one sweep are pairwise non-adjacent: at most ceil(H * W / 2) of them (4-connected
-# holes; fewer with 8 neighbours). The V2 sweeps label maps of up to this many pixels in int16
-# (half the label memory), larger maps and v1 in int32: the faster choice on smooth maps for each
-# (one-process A/B in BENCHMARKS.md).
-SHORT_LABELS = 65534
+# holes; fewer with 8 neighbours), which stays within int16 (32767) up to this many pixels. The
+# V2 sweeps label such maps in int16 (half the label memory), larger maps and v1 in int32: the
+# faster choice on smooth maps for each (one-process A/B in BENCHMARKS.md).
+SHORT_LABELS_MAX_PIXELS = 65534
 
 
 class Workspace(NamedTuple):
-    """Per-pixel arrays shared by the kernels of one batch; grids are padded by one pixel."""
+    """The kernels' arrays for one batch: per-pixel grids (padded by one pixel), per-root arrays
+    (roots are numbered as they are created) and the sorted pixels."""
 
     qpad: np.ndarray  # uint8 grid: quantized map, padding 0
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
     label: np.ndarray  # int16 or int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
     link: np.ndarray  # int32 grid: flood queue link (v1)
-    anchor: np.ndarray  # int32 [H * W] per root: the pixel that started it (a member for good)
+    anchor: np.ndarray  # int32 [H * W] per root: the pixel that started it (labelled with it while it lives)
     box: np.ndarray  # int32 [H * W, 4] per root: x0, y0, x1, y1 of its component
     stamp: np.ndarray  # int32 [H * W] per root: last level it was noted as touched
     first: np.ndarray  # int32 [H * W] per root: its first pixel in raster order, as a padded index (v1)
@@ -148,36 +148,10 @@ def _min_max_nan(row: np.ndarray) -> tuple[float, float, bool]:
 
 
 @numba.njit(cache=True, nogil=True)
-def quantize_maps(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fused definitions 1-2: ``uint8(255 * (x - min) / max(x - min))`` per map, in float64.
-
-    Bit-identical to :func:`wsol_lightning.metrics.functional.quantize_cam` of
-    :func:`~wsol_lightning.metrics.functional.normalize_cam` (``max(x - min)`` is
-    ``max(x) - min`` exactly, as rounding is monotone).
-
-    Args:
-        maps: float64 ``[N, H, W]``, C-contiguous.
-
-    Returns:
-        uint8 maps ``[N, H, W]`` and, per map, 0 (normalized), 1 (NaN or constant: all zeros) or
-        2 (non-constant with +-inf: invalid, left zero).
-    """
-    n_maps = maps.shape[0]
-    flat = maps.reshape(n_maps, -1)
-    out = np.zeros(flat.shape, np.uint8)
-    status = np.zeros(n_maps, np.int64)
-    for i in range(n_maps):
-        row = flat[i]
-        lowest, span, status[i] = _value_range(row)
-        if status[i] == 0:
-            for j in range(row.shape[0]):
-                out[i, j] = _quantize(row[j], lowest, span)
-    return out.reshape(maps.shape), status
-
-
-@numba.njit(cache=True, nogil=True)
 def _value_range(row: np.ndarray) -> tuple[float, float, int]:
-    """``(min, max - min, status)`` of a flattened map, status as in :func:`quantize_maps`."""
+    """``(min, max - min, status)`` of a flattened float64 map; status 0: normalized by
+    :func:`_quantize`, 1: NaN or constant (all zeros, as the reference), 2: non-constant with
+    +-inf (invalid)."""
     lowest, highest, nan = _min_max_nan(row)
     if nan or lowest == highest:
         return lowest, 0.0, 1
@@ -188,8 +162,20 @@ def _value_range(row: np.ndarray) -> tuple[float, float, int]:
 
 @numba.njit(cache=True, nogil=True)
 def _quantize(value: float, lowest: float, span: float) -> np.uint8:
-    """Definitions 1-2 for one value of a map with minimum ``lowest`` and range ``span > 0``."""
+    """Fused definitions 1-2, ``uint8(255 * (x - min) / max(x - min))`` in float64, for one value
+    of a map with minimum ``lowest`` and range ``span > 0``: bit-identical to
+    :func:`wsol_lightning.metrics.functional.quantize_cam` of
+    :func:`~wsol_lightning.metrics.functional.normalize_cam` (``max(x - min)`` is
+    ``max(x) - min`` exactly, as rounding is monotone)."""
     return np.uint8((value - lowest) / span * 255)
+
+
+@numba.njit(cache=True, nogil=True)
+def _intersection(x0: int, y0: int, x1: int, y1: int, box: np.ndarray) -> int:
+    """Pixels shared by the inclusive box ``[x0, y0, x1, y1]`` and ``box``."""
+    width = min(x1, box[2]) - max(x0, box[0]) + 1
+    height = min(y1, box[3]) - max(y0, box[1]) + 1
+    return width * height if width > 0 and height > 0 else 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,9 +184,7 @@ def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
     mask = 0
     for g in range(gt.shape[0]):
-        inter_w = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
-        inter_h = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
-        inter = inter_w * inter_h if inter_w > 0 and inter_h > 0 else 0
+        inter = _intersection(x0, y0, x1, y1, gt[g])
         union = area + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
         for d in range(deltas.shape[0]):
             if 100 * inter >= deltas[d] * union:
@@ -238,14 +222,12 @@ def _box_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
 
 
 @numba.njit(cache=True, nogil=True)
-def _may_enclose_hit(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, lowest: int) -> bool:
-    """Whether a box inside ``[x0, y0, x1, y1]`` could reach IoU ``lowest`` percent with a GT box:
-    ``IoU(b, g) <= |R & g| / |g|`` for every box ``b`` in ``R``."""
+def _may_enclose_hit(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, smallest_delta: int) -> bool:
+    """Whether a box inside ``R = [x0, y0, x1, y1]`` could reach IoU ``smallest_delta`` percent
+    with a GT box: ``IoU(b, g) <= |R & g| / |g|`` for every box ``b`` in ``R``."""
     for g in range(gt.shape[0]):
-        inter_w = min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1
-        inter_h = min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1
-        inter = inter_w * inter_h if inter_w > 0 and inter_h > 0 else 0
-        if 100 * inter >= lowest * (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1):
+        area = (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)
+        if 100 * _intersection(x0, y0, x1, y1, gt[g]) >= smallest_delta * area:
             return True
     return False
 
@@ -269,12 +251,12 @@ def _box_key(x0: int, y0: int, x1: int, y1: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _quantize_and_sort(
+def _load_map(
     ws: Workspace, cam: np.ndarray, lowest: float, span: float, height: int, width: int, sort: bool
 ) -> int:
     """Quantize one map (:func:`_quantize`) into ``ws.qpad`` and return its maximum; with
-    ``sort``, counting-sort its pixels by ``q`` into ``ws.order`` (padded indices, raster order
-    within a level), ``ws.coords`` and ``ws.starts``.
+    ``sort`` (V2), counting-sort its pixels by ``q`` into ``ws.order`` (padded indices, raster
+    order within a level), ``ws.coords`` and ``ws.starts``.
 
     A row is quantized on its own first (the divisions vectorize), then counted: fused into the
     sweep's call, this spares writing and re-reading a uint8 copy of the batch.
@@ -409,7 +391,7 @@ def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> Non
     on every added pixel (one-process A/B: 0.91x on smooth maps, 1.11x on noise maps).
     """
     label, box = ws.label, ws.box
-    one, old = np.uint64(1), label[np.uint64(ws.anchor[root])]
+    one, old = np.uint64(1), label[np.uint64(ws.anchor[root])]  # ``root`` in the labels' dtype
     for y in range(box[root, 1], box[root, 3] + 1):
         row = np.uint64(y + 1) * stride + one
         for q in range(row + np.uint64(box[root, 0]), row + np.uint64(box[root, 2]) + one):
@@ -607,10 +589,6 @@ def _component_masks(
                 stamp[root] = v
                 touched[n_touched] = root
                 n_touched += 1
-            if last < 0 and reach >= limit:
-                x1, y1 = min(box[root, 2] + 1, width - 1), min(box[root, 3] + 1, height - 1)
-                if _may_enclose_hit(box[root, 0], box[root, 1], x1, y1, gt, smallest_delta):
-                    last = v - 1
         for k in range(n_touched):
             r = np.uint64(touched[k])
             if label[np.uint64(ws.anchor[r])] != touched[k]:
@@ -624,6 +602,8 @@ def _component_masks(
             _count_mask(counts, counted[r], -1)
             counted[r] = _box_mask(x0, y0, x1, y1, gt, deltas, limit)
             _count_mask(counts, counted[r], 1)
+            if last < 0 and _may_enclose_hit(x0, y0, x1, y1, gt, smallest_delta):
+                last = v - 1
         out[v - 1] = _mask_of_counts(counts)
     return last
 
@@ -769,20 +749,21 @@ def _level_hit_masks(
     holes = np.zeros(LEVELS, np.int64)
     for i in range(n_maps):
         boxes = gt[gt_offsets[i] : gt_offsets[i + 1]]
-        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
         lowest, span, status[i] = _value_range(maps[i].reshape(-1))
-        if status[i] == 1:  # all zeros: every cut is at or above the maximum
-            out[i, :] = empty
-        if status[i] != 0:
+        if status[i] == 2:
             continue
-        tops[i] = top = _quantize_and_sort(ws, maps[i], lowest, span, height, width, multi_contour)
-        if multi_contour:
-            limit = _small_box_limit(boxes, deltas)
-            last = _component_masks(ws, height, width, boxes, deltas, limit, components)
-            _hole_masks(ws, height, width, boxes, deltas, limit, last, holes)
-        else:
-            _exterior_flood(ws, height, width)
-            _largest_masks(ws, height, width, boxes, deltas, components)
+        top = 0  # status 1: all zeros
+        if status[i] == 0:
+            top = _load_map(ws, maps[i], lowest, span, height, width, multi_contour)
+            if multi_contour:
+                limit = _small_box_limit(boxes, deltas)
+                last = _component_masks(ws, height, width, boxes, deltas, limit, components)
+                _hole_masks(ws, height, width, boxes, deltas, limit, last, holes)
+            else:
+                _exterior_flood(ws, height, width)
+                _largest_masks(ws, height, width, boxes, deltas, components)
+        tops[i] = top
+        empty = _hit_mask(0, 0, 0, 0, boxes, deltas)
         for cut in range(LEVELS):
             out[i, cut] = components[cut] | holes[cut] if cut < top else empty
     return out, tops, status
@@ -793,8 +774,7 @@ def level_hit_masks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per map and integer cut ``T`` (0..255), the bit mask of IoU thresholds some box reaches.
 
-    Each map is normalized and quantized as :func:`quantize_maps` (bit-identical, one helper)
-    inside the sweep's loop.
+    Each map is normalized and quantized (:func:`_quantize`) inside the sweep's loop.
 
     Args:
         maps: float64 maps ``[N, H, W]``, ``H, W < 32768``.
@@ -804,8 +784,8 @@ def level_hit_masks(
         multi_contour: every contour's box (V2) or the largest contour's (v1).
 
     Returns:
-        int64 masks ``[N, 256]``, the quantized maps' maxima ``[N]`` and their
-        :func:`quantize_maps` status ``[N]``. Bit ``d`` of ``[i, T]`` is set iff at cut ``T``
+        int64 masks ``[N, 256]``, the quantized maps' maxima ``[N]`` and their status ``[N]``
+        (:func:`_value_range`). Bit ``d`` of ``[i, T]`` is set iff at cut ``T``
         (foreground ``q > T``) some box of map ``i`` reaches IoU ``deltas[d]`` with some GT box.
         Cuts at or above the map's maximum use the reference's ``[0, 0, 0, 0]`` box; rows of
         status 2 (+-inf) are left zero.
@@ -814,7 +794,7 @@ def level_hit_masks(
     if not (0 < height < 32768 and 0 < width < 32768):
         raise ValueError(f"maps must be 1 to 32767 pixels high and wide, got {height}x{width}")
     return _level_hit_masks(
-        _workspace(height, width, multi_contour and height * width <= SHORT_LABELS),
+        _workspace(height, width, multi_contour and height * width <= SHORT_LABELS_MAX_PIXELS),
         np.ascontiguousarray(maps, dtype=np.float64),
         np.ascontiguousarray(gt, dtype=np.int64),
         np.ascontiguousarray(gt_offsets, dtype=np.int64),
