@@ -29,8 +29,8 @@ thresholds some box reaches (definitions 3 and 4 of issue 2):
 Components are kept as labels that always name their root (no union-find paths): a pixel whose
 present neighbours carry one label joins it without a search, and a merge relabels the smaller
 component (a scan of its box). Roots are numbered as they are created, so per-root fields are
-dense arrays and labels fit int16 on maps of up to 65534 pixels (used by V2). Per level, only roots whose
-box changed (a new root, an added pixel past an edge, a merge) and could reach some IoU
+dense arrays, and V2's labels fit int16 on maps of up to 65534 pixels. Per level, only roots
+whose box changed (a new root, an added pixel past an edge, a merge) and could reach some IoU
 threshold are re-evaluated; a pixel that leaves its root's box as it was costs no more. IoUs
 are exact integer tests ``100 * intersection >= delta * union`` on inclusive boxes. With no
 foreground the reference's box is ``[0, 0, 0, 0]``. Grids carry a one-pixel border of
@@ -65,7 +65,7 @@ class Workspace(NamedTuple):
     visited: np.ndarray  # uint8 grid: queued by the exterior flood (v1)
     label: np.ndarray  # int16 or int32 grid: a pixel's root, -1 not added, -2 open (hole sweep)
     link: np.ndarray  # int32 grid: flood queue link (v1)
-    anchor: np.ndarray  # int32 [H * W] per root: the pixel that started it (labelled with it while it lives)
+    anchor: np.ndarray  # int32 [H * W] per root: the pixel it started at (labelled with it while it lives)
     box: np.ndarray  # int32 [H * W, 4] per root: x0, y0, x1, y1 of its component
     stamp: np.ndarray  # int32 [H * W] per root: last level it was noted as touched
     first: np.ndarray  # int32 [H * W] per root: its first pixel in raster order, as a padded index (v1)
