@@ -171,6 +171,12 @@ def _quantize(value: float, lowest: float, span: float) -> np.uint8:
 
 
 @numba.njit(cache=True, nogil=True)
+def _box_area(boxes: np.ndarray, i: int) -> int:
+    """Pixels of the inclusive box ``boxes[i]`` (``x0, y0, x1, y1``)."""
+    return (boxes[i, 2] - boxes[i, 0] + 1) * (boxes[i, 3] - boxes[i, 1] + 1)
+
+
+@numba.njit(cache=True, nogil=True)
 def _intersection(x0: int, y0: int, x1: int, y1: int, box: np.ndarray) -> int:
     """Pixels shared by the inclusive box ``[x0, y0, x1, y1]`` and ``box``."""
     width = min(x1, box[2]) - max(x0, box[0]) + 1
@@ -185,7 +191,7 @@ def _hit_mask(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, deltas: np.nda
     mask = 0
     for g in range(gt.shape[0]):
         inter = _intersection(x0, y0, x1, y1, gt[g])
-        union = area + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
+        union = area + _box_area(gt, g) - inter
         for d in range(deltas.shape[0]):
             if 100 * inter >= deltas[d] * union:
                 mask |= 1 << d
@@ -226,8 +232,7 @@ def _may_enclose_hit(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, smalles
     """Whether a box inside ``R = [x0, y0, x1, y1]`` could reach IoU ``smallest_delta`` percent
     with a GT box: ``IoU(b, g) <= |R & g| / |g|`` for every box ``b`` in ``R``."""
     for g in range(gt.shape[0]):
-        area = (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1)
-        if 100 * _intersection(x0, y0, x1, y1, gt[g]) >= smallest_delta * area:
+        if 100 * _intersection(x0, y0, x1, y1, gt[g]) >= smallest_delta * _box_area(gt, g):
             return True
     return False
 
@@ -238,9 +243,9 @@ def _small_box_limit(gt: np.ndarray, deltas: np.ndarray) -> int:
     nothing can hit, and the limit is out of reach."""
     if gt.shape[0] == 0 or deltas.shape[0] == 0:
         return 1 << 62
-    smallest = (gt[0, 2] - gt[0, 0] + 1) * (gt[0, 3] - gt[0, 1] + 1)
+    smallest = _box_area(gt, 0)
     for g in range(1, gt.shape[0]):
-        smallest = min(smallest, (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1))
+        smallest = min(smallest, _box_area(gt, g))
     return deltas.min() * smallest
 
 
@@ -397,11 +402,6 @@ def _relabel(ws: Workspace, root: np.uint64, new: int, stride: np.uint64) -> Non
         for q in range(row + np.uint64(box[root, 0]), row + np.uint64(box[root, 2]) + one):
             if label[q] == old:
                 label[q] = new
-
-
-@numba.njit(cache=True, nogil=True)
-def _box_area(box: np.ndarray, root: np.uint64) -> int:
-    return (box[root, 2] - box[root, 0] + 1) * (box[root, 3] - box[root, 1] + 1)
 
 
 @numba.njit(cache=True, nogil=True)
